@@ -1,0 +1,38 @@
+"""Baseline (human-designed) zero-cost proxy contract."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from torch import nn
+
+from lpzero_fw.search_spaces.base import Batch, Taps
+
+
+class BaselineProxy(ABC):
+    """A published zero-cost proxy: one score per architecture.
+
+    Baselines with ``shared_pass = True`` read the one shared forward+backward of
+    the LM loss: ``attach`` registers hooks before it, ``score`` reads hooks,
+    weights and ``.grad`` after it and must not modify the model. Baselines that
+    need passes of their own (synflow, GraSP, ...) set ``shared_pass = False``;
+    their ``score`` gets a fresh model it may modify and runs its own passes.
+    ``higher_is_better`` is the proxy's own orientation: True when a larger score
+    predicts a better trained model.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    shared_pass: ClassVar[bool] = True
+
+    def attach(self, model: nn.Module, taps: Taps) -> None:
+        """Register hooks before the shared pass (default: nothing)."""
+
+    @abstractmethod
+    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
+        """The proxy's value for this model."""
+
+    def detach(self) -> None:
+        """Remove hooks (default: nothing)."""

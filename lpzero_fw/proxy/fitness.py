@@ -1,0 +1,68 @@
+"""Scoring proxies on cached statistics: rules, early rejection, rank correlation."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from lpzero_fw import metrics
+from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
+from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.rules.apply import RuleSet
+
+
+class ProxyScorer:
+    """Fitness of proxies on a fixed set of architectures.
+
+    Static rules run first (free), then the proxy is evaluated arch by arch with the
+    dynamic rules checked after each one, so an anomalous proxy stops early. The
+    fitness is Spearman rho against oriented quality; a proxy whose rho is undefined
+    (constant or non-finite scores) is invalid. Results are memoised by formula.
+    """
+
+    def __init__(self, stats: dict, quality: dict[str, float], rules: RuleSet, evaluator: Evaluator | None = None):
+        self.stats = stats
+        self.quality = quality
+        self.rules = rules
+        self.evaluator = evaluator or Evaluator()
+        self.memo: dict[str, float | None] = {}
+        self.rejected: Counter = Counter()
+        self.evaluations = 0  # proxy x arch evaluations performed
+        self.scored = 0  # distinct proxies scored (not statically rejected)
+
+    def scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True) -> np.ndarray:
+        """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`."""
+        values = np.empty(len(arch_ids))
+        for i, arch_id in enumerate(arch_ids):
+            values[i] = self.evaluator.score(proxy, arch_id, self.stats[arch_id])
+            self.evaluations += 1
+            if dynamic:
+                rule = self.rules.dynamic_reject(values[: i + 1])
+                if rule is not None:
+                    raise InvalidProxy(rule)
+        return values
+
+    def static_ok(self, proxy: Proxy) -> bool:
+        """The acceptance filter handed to strategies (counts rejections)."""
+        rule = self.rules.static_reject(proxy)
+        if rule is not None:
+            self.rejected[rule] += 1
+            return False
+        return True
+
+    def fitness(self, proxy: Proxy, arch_ids: list[str]) -> float | None:
+        key = str(proxy)
+        if key in self.memo:
+            return self.memo[key]
+        self.scored += 1
+        try:
+            values = self.scores(proxy, arch_ids)
+            rho = metrics.spearman(values, [self.quality[a] for a in arch_ids])
+            if not np.isfinite(rho):
+                raise InvalidProxy("undefined_correlation")
+            result: float | None = rho
+        except InvalidProxy as invalid:
+            self.rejected[invalid.rule] += 1
+            result = None
+        self.memo[key] = result
+        return result

@@ -1,0 +1,31 @@
+"""The proxy genotype: two branches (input symbol + unary chain) joined by a binary op."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Branch:
+    """An input symbol (A, J, G, H, W, S) followed by unary ops, innermost first."""
+
+    input: str
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """``binary(left, right)``; prints as a formula that :func:`parse` reads back."""
+
+    left: Branch
+    right: Branch
+    binary: str
+
+    def __str__(self) -> str:
+        return f"{self.binary}({_branch_str(self.left)}, {_branch_str(self.right)})"
+
+
+def _branch_str(branch: Branch) -> str:
+    text = branch.input
+    for op in branch.ops:
+        text = f"{op}({text})"
+    return text

@@ -1,0 +1,208 @@
+"""Named registries of components, filled by built-in modules and installed plugins.
+
+Every component kind (search spaces, statistic inputs, operators, pruning rules,
+strategies, baseline proxies) has one :class:`Registry`. Built-ins register with
+``@REGISTRY.register("name")`` when their module is imported; the registry imports
+those modules, and every ``lpzero_fw.plugins`` entry point, the first time it is read,
+so importing ``lpzero_fw`` itself has no side effects.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as md
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUP = "lpzero_fw.plugins"
+CORE_ORIGIN = "core"
+
+
+class LPZeroError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+class RegistryError(LPZeroError, KeyError):
+    """Unknown or duplicate component name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    description: str
+    origin: str
+
+
+class _PluginLoader:
+    """Imports entry points once and remembers which plugin is registering."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.origin = CORE_ORIGIN
+        self.failed: dict[str, str] = {}
+
+    @contextmanager
+    def registering_as(self, origin: str):
+        previous, self.origin = self.origin, origin
+        try:
+            yield
+        finally:
+            self.origin = previous
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            origin = f"{dist.name} {dist.version}" if dist is not None else ep.name
+            try:
+                with self.registering_as(origin):
+                    loaded = ep.load()
+                    if callable(loaded) and ep.attr:
+                        loaded()
+            except Exception as exc:  # a broken plugin must not break the others
+                self.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"lpzero_fw plugin {ep.name!r} ({ep.value}) failed to load: "
+                    f"{type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
+PLUGINS = _PluginLoader()
+
+
+def import_modules(modules: list[str] | tuple[str, ...]) -> None:
+    """Import local, uninstalled plugin modules (config key ``plugins``)."""
+    for module in modules:
+        try:
+            with PLUGINS.registering_as(f"local {module}"):
+                importlib.import_module(module)
+        except ImportError as exc:
+            raise LPZeroError(f"plugins: cannot import module {module!r}: {exc}") from exc
+
+
+class Registry(Generic[T]):
+    """A name → component map with decorator registration and helpful lookup errors."""
+
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self._builtins = builtins
+        self._entries: dict[str, Entry[T]] = {}
+        self._builtins_loaded = False
+
+    # -- registration -------------------------------------------------------------
+    def register(
+        self, name: str, obj: T | None = None, *, description: str = "", override: bool = False
+    ) -> Any:
+        """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
+        if obj is None:
+            def decorator(target: T) -> T:
+                self.register(name, target, description=description, override=override)
+                return target
+
+            return decorator
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r}")
+        if name in self._entries and not override and self._entries[name].obj is not obj:
+            raise RegistryError(
+                f"{self.kind} {name!r} is already registered by {self._entries[name].origin}; "
+                f"pass override=True to replace it"
+            )
+        description = description or _first_doc_line(obj)
+        self._entries[name] = Entry(name, obj, description, PLUGINS.origin)
+        return obj
+
+    # -- lookup -------------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            with PLUGINS.registering_as(CORE_ORIGIN):
+                for module in self._builtins:
+                    importlib.import_module(module)
+        PLUGINS.load()
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> Entry[T]:
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: Any) -> str:
+        names = self.names()
+        close = difflib.get_close_matches(str(name), names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}; choose one of: {', '.join(names)}.{hint}"
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry[T]]:
+        self._ensure_loaded()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def _first_doc_line(obj: Any) -> str:
+    doc = getattr(obj, "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def build(registry: Registry[Callable[..., T]], cfg: Any) -> T:
+    """Instantiate ``registry[cfg.name](**rest)``: the one way configs become components."""
+    from omegaconf import DictConfig, OmegaConf
+
+    params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    name = params.pop("name")
+    return registry.get(name)(**params)
+
+
+# One registry per component kind; built-in modules are imported on first lookup.
+SEARCH_SPACES: Registry = Registry(
+    "search space", ("lpzero_fw.search_spaces.gpt2", "lpzero_fw.search_spaces.flexibert")
+)
+STATS: Registry = Registry("statistic input", ("lpzero_fw.stats.extractors",))
+UNARY_OPS: Registry = Registry("unary operator", ("lpzero_fw.ops.unary",))
+BINARY_OPS: Registry = Registry("binary operator", ("lpzero_fw.ops.binary",))
+RULES: Registry = Registry("pruning rule", ("lpzero_fw.rules.static", "lpzero_fw.rules.dynamic"))
+STRATEGIES: Registry = Registry(
+    "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
+)
+BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies",))
+
+ALL_REGISTRIES: dict[str, Registry] = {
+    "search_spaces": SEARCH_SPACES,
+    "stats": STATS,
+    "unary_ops": UNARY_OPS,
+    "binary_ops": BINARY_OPS,
+    "rules": RULES,
+    "strategies": STRATEGIES,
+    "baselines": BASELINES,
+}

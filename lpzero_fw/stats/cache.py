@@ -1,0 +1,206 @@
+"""Statistics cache: extract each architecture once, reuse it everywhere.
+
+In memory for the run; on disk as safetensors files (no pickle, memory-mappable),
+written atomically and verified with a checksum on read, keyed by everything that
+changes the statistics: search space settings, arch id, batch, seeds, extractor
+version, budget and dtype. Jobs of a sweep, later runs and other machines that
+share the directory all reuse the same files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from lpzero_fw.ops.base import Values
+from lpzero_fw.registry import LPZeroError
+from lpzero_fw.search_spaces.base import SearchSpace
+from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, extract_raw, summarize
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lpzero_fw" / "stats"
+
+
+class StatsStore:
+    """Gives :data:`ArchStats` per arch id: memory → disk → one extraction pass.
+
+    ``budget``: values kept per layer (``None`` = exact). ``dtype``: storage dtype
+    on disk (computation is always float32). ``directory=None`` uses the user cache
+    dir; ``enabled=False`` turns the disk cache off (memory only).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        batch_seed: int = 0,
+        model_seed: int = 0,
+        budget: int | None = 2048,
+        dtype: str = "float16",
+        directory: str | os.PathLike | None = None,
+        enabled: bool = True,
+        fabric=None,
+    ) -> None:
+        if budget is not None and budget < 1:
+            raise LPZeroError(f"cache.budget={budget} must be a positive integer or null (exact)")
+        if dtype not in DTYPES:
+            raise LPZeroError(f"unknown cache.dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+        self.space = space
+        self.batch_seed = batch_seed
+        self.model_seed = model_seed
+        self.budget = budget
+        self.dtype = dtype
+        self.enabled = enabled
+        self.fabric = fabric
+        self.directory = Path(directory) if directory else default_cache_dir()
+        self.memory: dict[str, ArchStats] = {}
+        self.extraction_seconds: dict[str, float] = {}
+        self._batch = None
+        if enabled:
+            self._check_directory()
+
+    def _check_directory(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.directory, delete=True)
+            probe.close()
+        except OSError as exc:
+            raise LPZeroError(
+                f"cache.dir={str(self.directory)!r} is not a writable directory ({exc.strerror}); "
+                "set cache.dir to a writable path or cache.enabled=false"
+            ) from None
+
+    # -- keys ---------------------------------------------------------------------
+    @property
+    def batch(self):
+        if self._batch is None:
+            self._batch = self.space.make_batch(seed=self.batch_seed)
+        return self._batch
+
+    def key(self, arch_id: str) -> str:
+        settings = {
+            "space": self.space.describe(),
+            "arch": arch_id,
+            "batch_seed": self.batch_seed,
+            "model_seed": self.model_seed,
+            "extractor_version": EXTRACTOR_VERSION,
+            "budget": self.budget,
+            "dtype": self.dtype,
+        }
+        blob = json.dumps(settings, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    def path(self, arch_id: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in arch_id)
+        return self.directory / f"{safe}-{self.key(arch_id)}.safetensors"
+
+    # -- access -------------------------------------------------------------------
+    def get(self, arch_id: str) -> ArchStats:
+        if arch_id in self.memory:
+            return self.memory[arch_id]
+        stats = self._read(arch_id) if self.enabled else None
+        if stats is None:
+            stats = self._extract(arch_id)
+            if self.enabled:
+                self._write(arch_id, stats)
+        self.memory[arch_id] = stats
+        return stats
+
+    def get_many(self, arch_ids: Iterable[str], progress: Callable[[str], None] | None = None) -> dict[str, ArchStats]:
+        result = {}
+        for arch_id in arch_ids:
+            result[arch_id] = self.get(arch_id)
+            if progress is not None:
+                progress(arch_id)
+        return result
+
+    def cached(self, arch_id: str) -> bool:
+        return arch_id in self.memory or (self.enabled and self.path(arch_id).exists())
+
+    def _extract(self, arch_id: str) -> ArchStats:
+        import time
+
+        start = time.perf_counter()
+        raw = extract_raw(self.space, arch_id, self.batch, seed=self.model_seed, fabric=self.fabric)
+        stats = summarize(raw, self.budget, seed=self.model_seed)
+        del raw
+        # round through the storage dtype so cold and warm runs see identical values
+        stats = _round_trip(stats, DTYPES[self.dtype])
+        self.extraction_seconds[arch_id] = time.perf_counter() - start
+        return stats
+
+    # -- disk format ----------------------------------------------------------------
+    def _write(self, arch_id: str, stats: ArchStats) -> None:
+        from safetensors.torch import save
+
+        tensors = _flatten(stats, DTYPES[self.dtype])
+        payload = save(tensors, metadata={"arch_id": arch_id, "key": self.key(arch_id)})
+        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        target = self.path(arch_id)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".safetensors")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            Path(tmp + ".b2").write_text(digest)
+            os.replace(tmp + ".b2", str(target) + ".b2")
+            os.replace(tmp, target)
+        except BaseException:
+            for leftover in (tmp, tmp + ".b2"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+            raise
+
+    def _read(self, arch_id: str) -> ArchStats | None:
+        from safetensors.torch import load
+
+        target = self.path(arch_id)
+        if not target.exists():
+            return None
+        try:
+            payload = target.read_bytes()
+            expected = Path(str(target) + ".b2").read_text().strip()
+            if hashlib.blake2b(payload, digest_size=16).hexdigest() != expected:
+                raise ValueError("checksum mismatch")
+            return _unflatten(load(payload))
+        except Exception as exc:  # any corruption: recompute
+            warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
+            return None
+
+
+def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:
+    return {
+        symbol: [Values(v.x.to(dtype).float(), v.n) for v in chunks] for symbol, chunks in stats.items()
+    }
+
+
+def _flatten(stats: ArchStats, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for symbol, chunks in stats.items():
+        tensors[f"{symbol}.count"] = torch.tensor([len(chunks)])
+        for i, values in enumerate(chunks):
+            tensors[f"{symbol}.{i}.x"] = values.x.to(dtype).contiguous()
+            tensors[f"{symbol}.{i}.n"] = values.n.double().contiguous()
+    return tensors
+
+
+def _unflatten(tensors: dict[str, torch.Tensor]) -> ArchStats:
+    stats: ArchStats = {}
+    for name, count in tensors.items():
+        if not name.endswith(".count"):
+            continue
+        symbol = name[: -len(".count")]
+        stats[symbol] = [
+            Values(tensors[f"{symbol}.{i}.x"].float(), tensors[f"{symbol}.{i}.n"].float())
+            for i in range(int(count.item()))
+        ]
+    return dict(sorted(stats.items()))

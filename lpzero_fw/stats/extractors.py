@@ -1,0 +1,131 @@
+"""The six statistic inputs of LPZero, each read from a search space's taps.
+
+One forward+backward pass serves all six: extractors only register hooks before it
+(``attach``) and read results after it (``collect``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lpzero_fw.registry import STATS
+from lpzero_fw.search_spaces.base import Taps
+from lpzero_fw.stats.base import StatExtractor
+
+
+class _OutputHook(StatExtractor):
+    """Records the forward output of each module in one list of taps."""
+
+    tap_field: str = ""
+
+    def __init__(self) -> None:
+        self._handles: list = []
+        self._outputs: dict[int, torch.Tensor] = {}
+
+    def attach(self, model: nn.Module, taps: Taps) -> None:
+        for index, module in enumerate(getattr(taps, self.tap_field)):
+            self._handles.append(module.register_forward_hook(self._recorder(index)))
+
+    def _recorder(self, index: int):
+        def hook(_module, _inputs, output):
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            self._outputs[index] = tensor.detach().clone()
+
+        return hook
+
+    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
+        return [self._outputs[i] for i in sorted(self._outputs)]
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._outputs = {}
+
+
+@STATS.register("A", description="activations: output of each block's feed-forward non-linearity")
+class Activations(_OutputHook):
+    symbol = "A"
+    shape_group = "A"
+    tap_field = "activations"
+
+
+@STATS.register("H", description="heads: per-head attention outputs before the output projection")
+class Heads(_OutputHook):
+    symbol = "H"
+    shape_group = "H"
+    tap_field = "heads"
+
+
+@STATS.register("S", description="softmax: attention probabilities of each layer")
+class Softmax(_OutputHook):
+    symbol = "S"
+    shape_group = "S"
+    tap_field = "softmax"
+
+
+@STATS.register("J", description="Jacobians: gradient of the loss w.r.t. each block's input")
+class Jacobians(StatExtractor):
+    """Per-sample input Jacobians (Mellor et al.'s NWOT), taken at every block's input.
+
+    The hidden state entering block 0 is the input embedding; later blocks give the
+    same quantity one block deeper. The gradient comes from the shared LM-loss
+    backward, so no extra pass is needed.
+    """
+
+    symbol = "J"
+    shape_group = "J"
+
+    def __init__(self) -> None:
+        self._handles: list = []
+        self._inputs: dict[int, torch.Tensor] = {}
+
+    def attach(self, model: nn.Module, taps: Taps) -> None:
+        for index, block in enumerate(taps.blocks):
+            self._handles.append(block.register_forward_pre_hook(self._retainer(index)))
+
+    def _retainer(self, index: int):
+        def hook(_module, args):
+            hidden = args[0]
+            if isinstance(hidden, torch.Tensor) and hidden.requires_grad:
+                hidden.retain_grad()
+                self._inputs[index] = hidden
+
+        return hook
+
+    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
+        grads = []
+        for index in sorted(self._inputs):
+            grad = self._inputs[index].grad
+            if grad is not None:
+                grads.append(grad.detach().clone())
+        return grads
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._inputs = {}
+
+
+@STATS.register("W", description="weights of each Linear/Conv1D layer")
+class Weights(StatExtractor):
+    symbol = "W"
+    shape_group = "weight"
+
+    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
+        return [module.weight.detach().clone() for module in taps.linears]
+
+
+@STATS.register("G", description="gradients of each Linear/Conv1D weight after the loss backward")
+class Gradients(StatExtractor):
+    symbol = "G"
+    shape_group = "weight"
+
+    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
+        grads = []
+        for module in taps.linears:
+            grad = module.weight.grad
+            # a layer the loss does not reach has a zero gradient, not a missing one
+            grads.append(torch.zeros_like(module.weight) if grad is None else grad.detach().clone())
+        return grads

@@ -1,0 +1,52 @@
+"""Random search: the paper's baseline at an equal budget of scored proxies."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.registry import STRATEGIES, LPZeroError
+from lpzero_fw.strategies.base import SearchStrategy
+
+
+@STRATEGIES.register("random", description="uniform random proxies, best one kept (baseline)")
+class RandomSearch(SearchStrategy):
+    """Draws ``budget`` proxies uniformly (after static pruning) and keeps the best."""
+
+    def __init__(
+        self, space: Any, seed: int, accept: Callable[[Proxy], bool] | None = None, *, budget: int = 1080
+    ) -> None:
+        super().__init__(space, seed, accept)
+        if budget < 1:
+            raise LPZeroError(f"strategy.budget={budget} must be >= 1")
+        self.budget = budget
+        self.fitness_seen: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.budget
+
+    @property
+    def total_iterations(self) -> int:
+        return self.budget
+
+    def ask(self) -> list[Proxy]:
+        return [self._draw(lambda: self.space.sample(self.rng))]
+
+    def tell(self, proxies: list[Proxy], fitness: list[float | None]) -> None:
+        for proxy, value in zip(proxies, fitness):
+            self.iteration += 1
+            self._record(proxy, value)
+            if value is not None:
+                self.fitness_seen.append(value)
+
+    def population_fitness(self) -> list[float]:
+        return self.fitness_seen
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["fitness_seen"] = self.fitness_seen
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fitness_seen = list(state["fitness_seen"])

@@ -1,0 +1,30 @@
+"""Tasks selected by ``task=<name>``; user errors become one-line messages."""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from omegaconf import DictConfig
+
+from lpzero_fw.registry import LPZeroError, import_modules
+
+TASKS = {
+    "search": "lpzero_fw.tasks.search",
+    "rank": "lpzero_fw.tasks.rank",
+    "list": "lpzero_fw.tasks.list_components",
+}
+
+
+def run_task(cfg: DictConfig) -> None:
+    """Run ``cfg.task.name``; an :class:`LPZeroError` prints one line and exits 2."""
+    logging.getLogger("lpzero_fw").setLevel(logging.INFO)
+    try:
+        import_modules(list(cfg.get("plugins") or []))
+        name = cfg.task.name
+        if name not in TASKS:
+            raise LPZeroError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+        importlib.import_module(TASKS[name]).run(cfg)
+    except LPZeroError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,133 @@
+"""Pieces every task needs: the search space, statistics, run directory, progress."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from lpzero_fw.data.locate import resolve_root
+from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
+from lpzero_fw.search_spaces.base import SearchSpace
+from lpzero_fw.stats.cache import StatsStore
+
+console = Console(stderr=True)
+
+
+def to_dict(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def run_dir() -> Path:
+    """Hydra's output directory for this job (cwd when run outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:
+        return Path.cwd()
+
+
+def build_space(cfg: DictConfig) -> SearchSpace:
+    """The configured search space, its benchmark path resolved against benchmark.root."""
+    params = to_dict(cfg.search_space)
+    name = params.pop("name")
+    SEARCH_SPACES.get(name)  # unknown name → one-line error before touching data
+    benchmark = Path(str(params.pop("benchmark"))).expanduser()
+    if not benchmark.is_absolute() and not benchmark.exists():
+        root = resolve_root(
+            cfg.benchmark.root,
+            download=cfg.benchmark.download,
+            base_url=cfg.benchmark.base_url,
+            cache_dir=cfg.benchmark.cache_dir,
+            folders=(benchmark.parts[0],),
+        )
+        benchmark = root / benchmark
+    if not benchmark.exists():
+        raise LPZeroError(f"search_space.benchmark={str(benchmark)!r} does not exist")
+    return SEARCH_SPACES.get(name)(benchmark=str(benchmark), data=to_dict(cfg.data), **params)
+
+
+def build_fabric(cfg: DictConfig):
+    """A Lightning Fabric for the configured device(s)."""
+    from lightning.fabric import Fabric
+
+    fabric_cfg = to_dict(cfg.fabric)
+    try:
+        return Fabric(**fabric_cfg)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise LPZeroError(f"fabric settings {fabric_cfg} are not usable: {exc}") from None
+
+
+def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
+    cache = to_dict(cfg.cache)
+    return StatsStore(
+        space,
+        batch_seed=int(cfg.data.get("seed", 0)),
+        model_seed=0,
+        budget=cache["budget"],
+        dtype=cache["dtype"],
+        directory=cache["dir"],
+        enabled=cache["enabled"],
+        fabric=fabric,
+    )
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """Hash of everything that determines results (not logging or output paths)."""
+    data = to_dict(cfg)
+    for key in ("logger", "hydra", "resume"):
+        data.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, allow_nan=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    """A rich progress bar on stderr (plain lines when not a terminal)."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        yield progress
+
+
+def load_stats(store: StatsStore, arch_ids: list[str], description: str) -> dict:
+    """Statistics of ``arch_ids`` with a progress bar (extraction is the slow part)."""
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=len(arch_ids), info="")
+
+        def advance(arch_id: str) -> None:
+            progress.update(task, advance=1, info=arch_id)
+
+        return store.get_many(arch_ids, progress=advance)

@@ -1,0 +1,58 @@
+"""The Hydra app as a user runs it: help, composition errors, bad input, installs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lpzero_fw", *args],
+        cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_help_lists_groups_and_options():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for group in ("task", "search_space", "strategy", "pruning", "data", "logger", "fabric", "cache", "experiment"):
+        assert f"{group}:" in result.stdout
+    for option in ("gpt2", "flexibert", "evolution", "random", "rps", "synthetic", "paper_gpt2"):
+        assert option in result.stdout
+
+
+def test_unknown_group_option_lists_valid_ones():
+    result = run_cli("search_space=nope")
+    assert result.returncode != 0
+    assert "Could not find 'search_space/nope'" in result.stderr
+    assert "gpt2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_task_shows_components_with_origin(tmp_path):
+    result = run_cli("task=list", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    for name in ("gpt2", "square", "matmul", "evolution", "snip", "core"):
+        assert name in result.stdout
+
+
+def test_works_when_installed_non_editable(tmp_path):
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (target / "lpzero_fw" / "conf" / "config.yaml").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli("--help", cwd=elsewhere, env={"PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr
+    assert "search_space: flexibert, gpt2" in result.stdout

@@ -1,0 +1,117 @@
+"""Registry behaviour and entry-point plugin discovery."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+from lpzero_fw import registry as reg
+from lpzero_fw.registry import LPZeroError, Registry, RegistryError
+
+
+def test_register_get_names_iteration():
+    r = Registry("widget")
+    r.register("b", 2, description="two")
+
+    @r.register("a", description="the a")
+    def a():
+        """unused docstring"""
+
+    assert r.get("b") == 2
+    assert r.get("a") is a
+    assert r.names() == ["a", "b"] == list(r)
+    assert len(r) == 2 and "a" in r and "zzz" not in r
+    assert r.entry("a").description == "the a"
+
+
+def test_description_defaults_to_first_docstring_line():
+    r = Registry("widget")
+
+    class Thing:
+        """Does a thing.
+
+        More text."""
+
+    r.register("thing", Thing)
+    assert r.entry("thing").description == "Does a thing."
+
+
+def test_unknown_name_lists_choices_and_close_matches():
+    r = Registry("widget")
+    r.register("square", 1)
+    r.register("sqrt", 2)
+    with pytest.raises(RegistryError) as info:
+        r.get("sqare")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'sqare'" in message and "square, sqrt" in message and "Did you mean square" in message
+    assert isinstance(info.value, LPZeroError)
+
+
+def test_duplicate_needs_override():
+    r = Registry("widget")
+    r.register("x", 1)
+    with pytest.raises(RegistryError, match="already registered"):
+        r.register("x", 2)
+    r.register("x", 2, override=True)
+    assert r.get("x") == 2
+
+
+class _FakeEntryPoint:
+    def __init__(self, name, value, dist_name="fake-plugin", version="1.2.3"):
+        self.name, self.value = name, value
+        module, _, attr = value.partition(":")
+        self.module, self.attr = module, attr or None
+        self.dist = type("Dist", (), {"name": dist_name, "version": version})()
+
+    def load(self):
+        import importlib
+
+        obj = importlib.import_module(self.module)
+        return getattr(obj, self.attr) if self.attr else obj
+
+
+def test_entry_point_plugins_register_and_broken_ones_warn(tmp_path, monkeypatch):
+    pkg = tmp_path / "fake_lpzero_plugin"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent('''
+        from lpzero_fw.registry import UNARY_OPS
+
+        def setup():
+            UNARY_OPS.register("fake_plugin.cube", object(), description="x ** 3 (test plugin)")
+    '''))
+    (tmp_path / "broken_lpzero_plugin.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [_FakeEntryPoint("fake", "fake_lpzero_plugin:setup"), _FakeEntryPoint("broken", "broken_lpzero_plugin")]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: eps if group == reg.ENTRY_POINT_GROUP else [])
+    loader = reg._PluginLoader()
+    monkeypatch.setattr(reg, "PLUGINS", loader)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = reg.UNARY_OPS.names()
+    assert "fake_plugin.cube" in names
+    assert reg.UNARY_OPS.entry("fake_plugin.cube").origin == "fake-plugin 1.2.3"
+    assert any("broken" in str(w.message) and "boom" in str(w.message) for w in caught)
+    assert "square" in names  # built-ins still load
+    reg.UNARY_OPS._entries.pop("fake_plugin.cube")
+    sys.modules.pop("fake_lpzero_plugin", None)
+
+
+def test_local_plugin_modules_are_imported(tmp_path, monkeypatch):
+    (tmp_path / "my_local_rules.py").write_text(
+        "from lpzero_fw.registry import BASELINES\nBASELINES.register('local.zero', object(), description='zero')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg.import_modules(["my_local_rules"])
+    assert reg.BASELINES.entry("local.zero").origin == "local my_local_rules"
+    reg.BASELINES._entries.pop("local.zero")
+    with pytest.raises(LPZeroError, match="no_such_module"):
+        reg.import_modules(["no_such_module"])
+
+
+def test_every_registry_has_builtins():
+    for kind, r in reg.ALL_REGISTRIES.items():
+        assert len(r) > 0, kind
