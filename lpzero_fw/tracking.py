@@ -10,6 +10,20 @@ from lpzero_fw.registry import LPZeroError
 MODES = ("offline", "online", "disabled")
 
 
+def sweep_group() -> str | None:
+    """Jobs of one Hydra multirun share a W&B group named after the sweep directory."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return Path(hydra_cfg.sweep.dir).as_posix().replace("/", "_").strip("_")
+    except Exception:
+        return None
+    return None
+
+
 class Tracker:
     """A thin wrapper so tasks never import wandb themselves (``logger=none`` → no-op)."""
 
@@ -28,7 +42,7 @@ class Tracker:
         self.run = wandb.init(
             project=cfg.get("project", "lpzero_fw"),
             entity=cfg.get("entity"),
-            group=cfg.get("group"),
+            group=cfg.get("group") or sweep_group(),
             tags=list(cfg.get("tags") or []),
             name=name,
             mode=mode,

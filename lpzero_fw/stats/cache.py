@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable, Iterable
 
 import torch
@@ -36,7 +37,9 @@ class StatsStore:
 
     ``budget``: values kept per layer (``None`` = exact). ``dtype``: storage dtype
     on disk (computation is always float32). ``directory=None`` uses the user cache
-    dir; ``enabled=False`` turns the disk cache off (memory only).
+    dir; ``enabled=False`` turns the disk cache off; ``memory=False`` also forgets
+    statistics after each use, so every evaluation re-extracts them (the reference
+    implementation's behaviour, kept for benchmarking).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class StatsStore:
         dtype: str = "float16",
         directory: str | os.PathLike | None = None,
         enabled: bool = True,
+        memory: bool = True,
         fabric=None,
     ) -> None:
         if budget is not None and budget < 1:
@@ -61,9 +65,11 @@ class StatsStore:
         self.budget = budget
         self.dtype = dtype
         self.enabled = enabled
+        self.keep_in_memory = memory
         self.fabric = fabric
         self.directory = Path(directory) if directory else default_cache_dir()
         self.memory: dict[str, ArchStats] = {}
+        self.skipped: dict[str, str] = {}
         self.extraction_seconds: dict[str, float] = {}
         self._batch = None
         if enabled:
@@ -113,15 +119,33 @@ class StatsStore:
             stats = self._extract(arch_id)
             if self.enabled:
                 self._write(arch_id, stats)
-        self.memory[arch_id] = stats
+        if self.keep_in_memory:
+            self.memory[arch_id] = stats
         return stats
 
-    def get_many(self, arch_ids: Iterable[str], progress: Callable[[str], None] | None = None) -> dict[str, ArchStats]:
+    def get_many(
+        self, arch_ids: Iterable[str], progress: Callable[[str], None] | None = None, max_skip: float = 0.1
+    ) -> dict[str, ArchStats]:
+        """Statistics of every arch that extracts; failures are skipped (see :attr:`skipped`).
+
+        More than ``max_skip`` of the requested archs failing stops the run.
+        """
+        arch_ids = list(arch_ids)
         result = {}
         for arch_id in arch_ids:
-            result[arch_id] = self.get(arch_id)
+            try:
+                result[arch_id] = self.get(arch_id)
+            except FaultyArchitecture as exc:
+                self.skipped[arch_id] = str(exc)
+                warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
             if progress is not None:
                 progress(arch_id)
+        failed = [a for a in arch_ids if a in self.skipped]
+        if len(failed) > max_skip * len(arch_ids):
+            raise LPZeroError(
+                f"{len(failed)} of {len(arch_ids)} architectures failed to extract (more than "
+                f"{max_skip:.0%}), e.g. {failed[0]}: {self.skipped[failed[0]]}"
+            )
         return result
 
     def cached(self, arch_id: str) -> bool:
@@ -131,13 +155,30 @@ class StatsStore:
         import time
 
         start = time.perf_counter()
-        raw = extract_raw(self.space, arch_id, self.batch, seed=self.model_seed, fabric=self.fabric)
+        raw = self._extract_with_retry(arch_id)
         stats = summarize(raw, self.budget, seed=self.model_seed)
         del raw
         # round through the storage dtype so cold and warm runs see identical values
         stats = _round_trip(stats, DTYPES[self.dtype])
         self.extraction_seconds[arch_id] = time.perf_counter() - start
         return stats
+
+    def _extract_with_retry(self, arch_id: str):
+        """One pass; on failure (e.g. out of memory) once more as two half batches."""
+        try:
+            return extract_raw(self.space, arch_id, self.batch, seed=self.model_seed, fabric=self.fabric)
+        except LPZeroError:
+            raise
+        except Exception as first:  # noqa: BLE001 - any model failure gets one retry
+            warnings.warn(f"{arch_id}: extraction failed ({type(first).__name__}: {first}); "
+                          "retrying with the batch in two halves", RuntimeWarning)
+            try:
+                halves = split_batch(self.batch)
+                parts = [extract_raw(self.space, arch_id, half, seed=self.model_seed, fabric=self.fabric)
+                         for half in halves]
+                return merge_halves(parts)
+            except Exception as second:  # noqa: BLE001
+                raise FaultyArchitecture(f"{type(second).__name__}: {second}") from second
 
     # -- disk format ----------------------------------------------------------------
     def _write(self, arch_id: str, stats: ArchStats) -> None:
@@ -175,6 +216,55 @@ class StatsStore:
         except Exception as exc:  # any corruption: recompute
             warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
             return None
+
+
+class FaultyArchitecture(RuntimeError):
+    """An architecture whose statistics cannot be extracted even with half batches."""
+
+
+def split_batch(batch: dict) -> list[dict]:
+    size = next(iter(batch.values())).shape[0]
+    if size < 2:
+        raise RuntimeError("batch of 1 cannot be split")
+    half = size // 2
+    return [{k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}]
+
+
+def merge_halves(parts: list[dict]) -> dict:
+    """Statistics of the whole batch from its two halves.
+
+    Per-sample inputs (A, H, S, J) are concatenated along the batch dimension; J is
+    halved because each half's mean loss weights its samples twice. Gradients are
+    averaged (the loss is a mean over the batch), weights are identical.
+    """
+    merged = {}
+    for symbol in parts[0]:
+        a, b = parts[0][symbol], parts[1][symbol]
+        if symbol == "W":
+            merged[symbol] = a
+        elif symbol == "G":
+            merged[symbol] = [(x + y) / 2 for x, y in zip(a, b)]
+        elif symbol == "J":
+            merged[symbol] = [torch.cat([x, y]) / 2 for x, y in zip(a, b)]
+        else:
+            merged[symbol] = [torch.cat([x, y]) for x, y in zip(a, b)]
+    return merged
+
+
+class LazyStats(Mapping):
+    """``arch_id -> ArchStats`` that asks the store on every access (no reuse)."""
+
+    def __init__(self, store: StatsStore, arch_ids: list[str]) -> None:
+        self.store, self.arch_ids = store, list(arch_ids)
+
+    def __getitem__(self, arch_id: str) -> ArchStats:
+        return self.store.get(arch_id)
+
+    def __iter__(self):
+        return iter(self.arch_ids)
+
+    def __len__(self) -> int:
+        return len(self.arch_ids)
 
 
 def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:

@@ -13,6 +13,7 @@ TASKS = {
     "search": "lpzero_fw.tasks.search",
     "rank": "lpzero_fw.tasks.rank",
     "list": "lpzero_fw.tasks.list_components",
+    "report": "lpzero_fw.tasks.report",
 }
 
 
@@ -21,6 +22,13 @@ def run_task(cfg: DictConfig) -> None:
     logging.getLogger("lpzero_fw").setLevel(logging.INFO)
     try:
         import_modules(list(cfg.get("plugins") or []))
+        threads = cfg.get("threads")
+        if threads is not None:
+            if int(threads) < 1:
+                raise LPZeroError(f"threads={threads} must be a positive integer or null")
+            import torch
+
+            torch.set_num_threads(int(threads))
         name = cfg.task.name
         if name not in TASKS:
             raise LPZeroError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")

@@ -23,7 +23,7 @@ from rich.progress import (
 from lpzero_fw.data.locate import resolve_root
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace
-from lpzero_fw.stats.cache import StatsStore
+from lpzero_fw.stats.cache import LazyStats, StatsStore
 
 console = Console(stderr=True)
 
@@ -68,9 +68,12 @@ def build_fabric(cfg: DictConfig):
 
     fabric_cfg = to_dict(cfg.fabric)
     try:
-        return Fabric(**fabric_cfg)
+        fabric = Fabric(**fabric_cfg)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise LPZeroError(f"fabric settings {fabric_cfg} are not usable: {exc}") from None
+    if fabric.world_size > 1:
+        fabric.launch()  # re-runs this command once per extra device (Hydra-aware)
+    return fabric
 
 
 def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
@@ -83,8 +86,23 @@ def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
         dtype=cache["dtype"],
         directory=cache["dir"],
         enabled=cache["enabled"],
+        memory=cache.get("memory", True),
         fabric=fabric,
     )
+
+
+def prefetch_sharded(fabric, store: StatsStore, arch_ids: list[str]) -> bool:
+    """Multi-device extraction: each rank extracts its shard of ``arch_ids`` into the
+    shared disk cache, then all ranks meet; afterwards rank 0 reads everything from
+    disk. Returns True on the rank that should continue (rank 0)."""
+    if fabric is None or fabric.world_size <= 1:
+        return True
+    if not store.enabled:
+        raise LPZeroError("fabric.devices > 1 gathers statistics through the disk cache; set cache.enabled=true")
+    shard = arch_ids[fabric.global_rank :: fabric.world_size]
+    store.get_many(shard, max_skip=1.0)
+    fabric.barrier()
+    return fabric.global_rank == 0
 
 
 def config_digest(cfg: DictConfig) -> str:
@@ -122,8 +140,10 @@ def progress_bar() -> Iterator[Progress]:
         yield progress
 
 
-def load_stats(store: StatsStore, arch_ids: list[str], description: str) -> dict:
+def load_stats(store: StatsStore, arch_ids: list[str], description: str):
     """Statistics of ``arch_ids`` with a progress bar (extraction is the slow part)."""
+    if not store.keep_in_memory:
+        return LazyStats(store, arch_ids)
     with progress_bar() as progress:
         task = progress.add_task(description, total=len(arch_ids), info="")
 

@@ -21,6 +21,7 @@ from lpzero_fw.tasks.common import (
     build_store,
     config_digest,
     console,
+    prefetch_sharded,
     load_stats,
     progress_bar,
     run_dir,
@@ -62,13 +63,18 @@ def run(cfg: DictConfig) -> dict:
             f"search.n_archs={n_archs} must lie between 2 and the benchmark size {len(all_ids)}"
         )
     digest = config_digest(cfg)
+    fabric = build_fabric(cfg)
+    store = build_store(cfg, space, fabric)
+    arch_ids = space.sample(n_archs, int(cfg.seed))
+    if not prefetch_sharded(fabric, store, all_ids):
+        return {}
     tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=out.name)
     try:
-        fabric = build_fabric(cfg)
-        store = build_store(cfg, space, fabric)
-        arch_ids = space.sample(n_archs, int(cfg.seed))
         quality = {a: space.quality(a) for a in all_ids}
+        t_stats = time.perf_counter()
         stats = load_stats(store, arch_ids, f"statistics ({n_archs} archs)")
+        arch_ids = [a for a in arch_ids if a not in store.skipped]
+        t_search = time.perf_counter()
         scorer = ProxyScorer(stats, quality, rules)
         strategy = build_strategy(cfg, proxy_space, scorer.static_ok)
         history: list[dict] = []
@@ -79,8 +85,10 @@ def run(cfg: DictConfig) -> dict:
         if strategy.best is None:
             raise LPZeroError("no valid proxy was found; raise the budget or relax search.inputs / pruning")
         best, fitness = strategy.best
+        t_full = time.perf_counter()
 
         full_stats = load_stats(store, all_ids, f"best proxy on all {len(all_ids)} archs")
+        all_ids = [a for a in all_ids if a not in store.skipped]
         scorer.stats = full_stats
         try:
             full_scores = scorer.scores(best, all_ids, dynamic=False)
@@ -88,6 +96,16 @@ def run(cfg: DictConfig) -> dict:
             log.warning("best proxy failed on the full benchmark: %s", exc)
             full_scores = np.full(len(all_ids), np.nan)
         full = metrics.correlations(full_scores, [quality[a] for a in all_ids])
+        search_seconds = t_full - t_search
+        timing = {
+            "statistics_seconds": round(t_search - t_stats, 3),
+            "search_seconds": round(search_seconds, 3),
+            "full_benchmark_seconds": round(time.perf_counter() - t_full, 3),
+            "archs_extracted": len(store.extraction_seconds),
+            "extraction_seconds_per_arch": round(
+                sum(store.extraction_seconds.values()) / max(1, len(store.extraction_seconds)), 3),
+            "evaluations_per_second": round(scorer.evaluations / max(search_seconds, 1e-9), 1),
+        }
 
         result = {
             "best_proxy": str(best),
@@ -102,10 +120,11 @@ def run(cfg: DictConfig) -> dict:
             "evaluations": scorer.evaluations,
             "rejected": dict(sorted(scorer.rejected.items())),
             "top": _top(strategy),
-            "skipped_archs": [],
+            "skipped_archs": sorted(store.skipped),
             "config_digest": digest,
             "resumed": resumed,
             "seconds": round(time.perf_counter() - start, 3),
+            "timing": timing,
         }
         write_json(out / "result.json", result)
         _write_history(out / "history.csv", history)
@@ -134,7 +153,7 @@ def _evolve(strategy, scorer, arch_ids, history, tracker, ckpt, search_start) ->
             fitness = [scorer.fitness(p, arch_ids) for p in proxies]
             before = strategy.iteration
             strategy.tell(proxies, fitness)
-            if strategy.iteration == before and history:
+            if strategy.iteration == before:
                 continue  # still filling the initial population
             row = _history_row(strategy, scorer, fitness[-1], time.perf_counter() - search_start)
             history.append(row)

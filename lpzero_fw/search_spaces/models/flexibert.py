@@ -162,20 +162,25 @@ def parse_arch(entry: dict, where: str = "flexibert arch") -> FlexiBertArch:
         op_type = raw.get("operation_type")
         if op_type not in OPERATIONS:
             raise LPZeroError(
-                f"{at}: unknown operation_type {op_type!r}; choose one of: {', '.join(OPERATIONS)}"
+                f"{at}: unknown operation_type {op_type!r}; "
+                f"choose one of: {', '.join(OPERATIONS)}"
             )
         param = raw.get("operation_parameter")
         if param not in OPERATIONS[op_type] or isinstance(param, bool):
             choices = ", ".join(str(c) for c in OPERATIONS[op_type])
             raise LPZeroError(
-                f"{at}: operation_parameter {param!r} is not valid for {op_type}; choose one of: {choices}"
+                f"{at}: operation_parameter {param!r} is not valid for {op_type}; "
+                f"choose one of: {choices}"
             )
         heads = _positive_int(raw.get("num_operation_heads"), f"{at}: num_operation_heads")
         if hidden % heads:
-            raise LPZeroError(f"{at}: hidden_size {hidden} is not divisible by num_operation_heads {heads}")
+            raise LPZeroError(
+                f"{at}: hidden_size {hidden} is not divisible by num_operation_heads {heads}"
+            )
         if op_type == "DSC" and heads % CONV_HEAD_RATIO:
             raise LPZeroError(
-                f"{at}: DSC layers need an even num_operation_heads (half attention, half convolution), got {heads}"
+                f"{at}: DSC layers need an even num_operation_heads "
+                f"(half attention, half convolution), got {heads}"
             )
         ffn = _positive_int(raw.get("feed_forward_dimension"), f"{at}: feed_forward_dimension")
         num_ff = _positive_int(raw.get("num_feed_forward"), f"{at}: num_feed_forward")

@@ -1,0 +1,144 @@
+"""The paper's four binary operators, joining two branch values layer by layer.
+
+Operands are :class:`~lpzero_fw.ops.base.Values` with the same number of rows
+(layers). ``sum``, ``difference`` and ``product`` are element-wise: both operands
+must be same-shape tensors (same ``k`` and the same population size ``n`` per row;
+the statistics cache samples the same positions of equally sized layers, so the
+samples of W and G are aligned) or one of them a per-layer scalar (k == 1, n == 1),
+which broadcasts over the other's row.
+
+``matmul`` is the matrix product of the two flattened layers as a row vector times
+a column vector, i.e. their inner product ``sum_i a_i * b_i``, estimated by
+``n * mean(a * b)`` over the aligned samples; the result is a per-layer scalar. It
+needs two tensors of the same shape group (W and G); with a per-layer scalar
+operand the product ``s · a`` of a 1×1 matrix is scalar multiplication, so
+``matmul`` then equals ``product`` (the static rule ``scalar_matmul`` rejects such
+proxies as duplicates).
+
+Fast-path hooks used by :class:`~lpzero_fw.proxy.evaluate.Evaluator` (optional for
+plugin operators): ``mean_kind`` (``"add"``, ``"sub"``, ``"mul"``) says the mean of
+the result follows from the operands' per-layer means (``mul``: only when one
+operand is a per-layer scalar); ``row_means(a_means, b_means, a_scalar, b_scalar)``
+computes the result's per-layer means from the operands' (numpy arrays), or returns
+``None`` when that is not possible (product/matmul of two tensors).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from lpzero_fw.ops.base import BinaryOp, Values
+from lpzero_fw.registry import BINARY_OPS
+
+
+class OperandMismatch(ValueError):
+    """The operands' shapes do not allow this binary op (the proxy is invalid)."""
+
+
+def _is_scalar(v: Values) -> bool:
+    return v.x.shape[1] == 1 and bool(torch.all(v.n == 1))
+
+
+def _check_rows(a: Values, b: Values) -> None:
+    if a.rows != b.rows:
+        raise OperandMismatch(f"operands have {a.rows} and {b.rows} layers")
+
+
+def _check_tensors(a: Values, b: Values) -> None:
+    if a.x.shape != b.x.shape or not torch.equal(a.n, b.n):
+        raise OperandMismatch(
+            f"tensor operands differ in shape ({tuple(a.x.shape)} vs {tuple(b.x.shape)}) or layer sizes"
+        )
+
+
+class _Elementwise(BinaryOp):
+    needs_matching_tensors: ClassVar[bool] = False
+
+    @staticmethod
+    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __call__(self, a: Values, b: Values) -> Values:
+        _check_rows(a, b)
+        a_scalar, b_scalar = _is_scalar(a), _is_scalar(b)
+        if not (a_scalar or b_scalar):
+            _check_tensors(a, b)
+        n = b.n if a_scalar else a.n
+        return Values(self.fn(a.x, b.x), n)
+
+
+@BINARY_OPS.register("sum", description="element-wise a + b (a per-layer scalar broadcasts)")
+class Sum(_Elementwise):
+    """a + b."""
+
+    name = "sum"
+    mean_kind = "add"
+    description = "element-wise a + b"
+
+    @staticmethod
+    def fn(a, b):
+        return a + b
+
+    @staticmethod
+    def row_means(am: np.ndarray, bm: np.ndarray, a_scalar: bool, b_scalar: bool) -> np.ndarray:
+        return am + bm
+
+
+@BINARY_OPS.register("difference", description="element-wise a - b (a per-layer scalar broadcasts)")
+class Difference(_Elementwise):
+    """a - b."""
+
+    name = "difference"
+    mean_kind = "sub"
+    description = "element-wise a - b"
+
+    @staticmethod
+    def fn(a, b):
+        return a - b
+
+    @staticmethod
+    def row_means(am, bm, a_scalar, b_scalar):
+        return am - bm
+
+
+@BINARY_OPS.register("product", description="element-wise a * b (a per-layer scalar broadcasts)")
+class Product(_Elementwise):
+    """a * b (Hadamard product)."""
+
+    name = "product"
+    mean_kind = "mul"
+    description = "element-wise a * b"
+
+    @staticmethod
+    def fn(a, b):
+        return a * b
+
+    @staticmethod
+    def row_means(am, bm, a_scalar, b_scalar):
+        # mean(s * a) = s * mean(a); two tensors need the aligned values themselves
+        return am * bm if (a_scalar or b_scalar) else None
+
+
+@BINARY_OPS.register("matmul", description="inner product of the flattened layers, sum a_i b_i; tensor x tensor -> scalar")
+class Matmul(BinaryOp):
+    """Row vector · column vector: sum_i a_i b_i = n * mean(a * b) per layer."""
+
+    name = "matmul"
+    description = "inner product of the flattened layers (sum of a_i * b_i)"
+    needs_matching_tensors = True
+    mean_kind = "mul"
+
+    def __call__(self, a: Values, b: Values) -> Values:
+        _check_rows(a, b)
+        if _is_scalar(a) or _is_scalar(b):  # 1x1 matrix times a vector: scaling
+            return Values(a.x * b.x, b.n if _is_scalar(a) else a.n)
+        _check_tensors(a, b)
+        inner = a.n.to(a.x.dtype).reshape(-1) * (a.x * b.x).mean(dim=1)
+        col = inner.reshape(-1, 1)
+        return Values(col, torch.ones_like(col))
+
+    @staticmethod
+    def row_means(am, bm, a_scalar, b_scalar):
+        return am * bm if (a_scalar or b_scalar) else None

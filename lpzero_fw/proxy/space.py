@@ -1,0 +1,108 @@
+"""The proxy search space and its genetic operators.
+
+A proxy's genes, in order: left input, the left branch's ``n_unary`` ops (innermost
+first), right input, the right branch's ops, the binary op. Sampling is uniform over
+each gene independently, so every proxy of the space is equally likely; all draws
+come from the ``random.Random`` passed in, so a seed fixes the whole search.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterable
+
+from lpzero_fw.proxy.formula import Branch, Proxy
+from lpzero_fw.registry import BINARY_OPS, STATS, UNARY_OPS, LPZeroError, Registry
+
+
+def _choices(values: Iterable[str] | None, registry: Registry, key: str) -> tuple[str, ...]:
+    if values is None:
+        return tuple(registry.names())
+    if isinstance(values, str):
+        values = (values,)
+    chosen = tuple(dict.fromkeys(values))  # de-duplicated, order kept
+    if not chosen:
+        raise LPZeroError(f"search.{key} is empty; choose from: {', '.join(registry.names())}")
+    for name in chosen:
+        if name not in registry:
+            raise LPZeroError(f"search.{key}: {registry.unknown_message(name)}")
+    return chosen
+
+
+class ProxySpace:
+    """All proxies ``binary(u_n(...u_1(X)), v_n(...v_1(Y)))`` over the given choices.
+
+    ``inputs``: statistic symbols; ``unary`` / ``binary``: operator names (``None`` =
+    every registered one, plugins included); ``n_unary``: ops per branch (>= 1).
+    """
+
+    def __init__(
+        self,
+        inputs: Iterable[str] = ("A", "J", "G", "H", "W", "S"),
+        unary: Iterable[str] | None = None,
+        binary: Iterable[str] | None = None,
+        n_unary: int = 2,
+    ) -> None:
+        if isinstance(n_unary, bool) or not isinstance(n_unary, int) or n_unary < 1:
+            raise LPZeroError(f"search.n_unary={n_unary!r} must be an integer >= 1")
+        self.inputs = _choices(inputs, STATS, "inputs")
+        self.unary = _choices(unary, UNARY_OPS, "unary")
+        self.binary = _choices(binary, BINARY_OPS, "binary")
+        self.n_unary = n_unary
+
+    def __repr__(self) -> str:
+        return (
+            f"ProxySpace(inputs={self.inputs}, unary={len(self.unary)} ops, "
+            f"binary={self.binary}, n_unary={self.n_unary})"
+        )
+
+    def size(self) -> int:
+        """Number of distinct proxies (genotypes) in the space."""
+        branches = len(self.inputs) * len(self.unary) ** self.n_unary
+        return branches * branches * len(self.binary)
+
+    def __contains__(self, proxy: object) -> bool:
+        if not isinstance(proxy, Proxy) or proxy.binary not in self.binary:
+            return False
+        return all(
+            b.input in self.inputs and len(b.ops) == self.n_unary and all(o in self.unary for o in b.ops)
+            for b in (proxy.left, proxy.right)
+        )
+
+    # -- genetic operators ----------------------------------------------------------
+    def _branch(self, rng: random.Random) -> Branch:
+        symbol = rng.choice(self.inputs)
+        return Branch(symbol, tuple(rng.choice(self.unary) for _ in range(self.n_unary)))
+
+    def sample(self, rng: random.Random) -> Proxy:
+        """A uniformly random proxy."""
+        left = self._branch(rng)
+        right = self._branch(rng)
+        return Proxy(left, right, rng.choice(self.binary))
+
+    def _mutate_branch(self, branch: Branch, rng: random.Random, prob: float) -> Branch:
+        symbol = rng.choice(self.inputs) if rng.random() < prob else branch.input
+        ops = tuple(rng.choice(self.unary) if rng.random() < prob else op for op in branch.ops)
+        return Branch(symbol, ops)
+
+    def mutate(self, proxy: Proxy, rng: random.Random, prob: float) -> Proxy:
+        """Re-sample each gene independently with probability ``prob``."""
+        if not 0 <= prob <= 1:
+            raise LPZeroError(f"mutation probability {prob} must lie in [0, 1]")
+        left = self._mutate_branch(proxy.left, rng, prob)
+        right = self._mutate_branch(proxy.right, rng, prob)
+        binary = rng.choice(self.binary) if rng.random() < prob else proxy.binary
+        return Proxy(left, right, binary)
+
+    @staticmethod
+    def _cross_branch(a: Branch, b: Branch, rng: random.Random) -> Branch:
+        symbol = a.input if rng.random() < 0.5 else b.input
+        if len(a.ops) != len(b.ops):  # different lengths: inherit one parent's whole chain
+            return Branch(symbol, a.ops if rng.random() < 0.5 else b.ops)
+        return Branch(symbol, tuple(x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)))
+
+    def crossover(self, a: Proxy, b: Proxy, rng: random.Random) -> Proxy:
+        """Uniform crossover: each gene from ``a`` or ``b`` with probability 0.5."""
+        left = self._cross_branch(a.left, b.left, rng)
+        right = self._cross_branch(a.right, b.right, rng)
+        binary = a.binary if rng.random() < 0.5 else b.binary
+        return Proxy(left, right, binary)

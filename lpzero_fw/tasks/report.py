@@ -1,0 +1,118 @@
+"""``task=report report.sweep_dir=...``: one table and overlay plots for a whole sweep."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig
+
+from lpzero_fw.registry import LPZeroError
+from lpzero_fw.tasks.common import console, run_dir, to_dict
+from lpzero_fw.tracking import Tracker
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """One record per finished job: overrides, result.json, history.csv."""
+    jobs = []
+    for result_path in sorted(sweep_dir.glob("*/result.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        job = result_path.parent
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+        history = list(csv.DictReader(open(job / "history.csv"))) if (job / "history.csv").exists() else []
+        jobs.append({"job": job.name, "overrides": overrides or [], "result": json.loads(result_path.read_text()),
+                     "history": history})
+    return jobs
+
+
+def variant_of(overrides: list[str]) -> str:
+    """Overrides without the seed: jobs that differ only by seed form one variant."""
+    kept = [o for o in overrides if not o.lstrip("+").startswith("seed=")]
+    return " ".join(kept) or "(default)"
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    if not cfg.report.sweep_dir:
+        raise LPZeroError("task=report needs report.sweep_dir=<a multirun directory>")
+    sweep = Path(str(cfg.report.sweep_dir)).expanduser()
+    if not sweep.is_dir():
+        raise LPZeroError(f"report.sweep_dir={str(sweep)!r} is not a directory")
+    jobs = collect(sweep)
+    if not jobs:
+        raise LPZeroError(f"report.sweep_dir={str(sweep)!r} holds no finished job (no */result.json)")
+    rows = []
+    for job in jobs:
+        r = job["result"]
+        rejected = sum(r.get("rejected", {}).values())
+        rows.append({
+            "job": job["job"], "overrides": " ".join(job["overrides"]), "variant": variant_of(job["overrides"]),
+            "best_proxy": r["best_proxy"], "best_rho": r["fitness"],
+            "full_tau": r["full"]["kendall_tau"], "full_rho": r["full"]["spearman_rho"],
+            "proxies_scored": r["proxies_scored"], "rejected": rejected, "seconds": r["seconds"],
+        })
+    out = run_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    text = _markdown(rows)
+    (out / "report.md").write_text(text)
+    _overlay(out / "report_curves.png", jobs)
+    tracker = Tracker(to_dict(cfg.logger), out, {"sweep_dir": str(sweep)}, name=f"report-{sweep.name}")
+    try:
+        tracker.log_table("report", rows)
+        tracker.log_image("report_curves", out / "report_curves.png")
+    finally:
+        tracker.finish()
+    console.print(text)
+    console.print(f"{len(rows)} jobs -> {out / 'report.md'}")
+    return rows
+
+
+def _markdown(rows: list[dict]) -> str:
+    lines = ["| job | overrides | best ρ (search) | full τ | full ρ | scored | rejected | seconds | best proxy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['job']} | {r['overrides']} | {r['best_rho']:.4f} | {r['full_tau']:.4f} | {r['full_rho']:.4f} "
+            f"| {r['proxies_scored']} | {r['rejected']} | {r['seconds']:.1f} | `{r['best_proxy']}` |"
+        )
+    by_variant = defaultdict(list)
+    for r in rows:
+        by_variant[r["variant"]].append(r)
+    lines += ["", "| variant | jobs | best ρ mean ± std | full τ mean ± std | full ρ mean ± std |", "|---|---|---|---|---|"]
+    for variant, group in by_variant.items():
+        def stat(key):
+            values = np.array([g[key] for g in group], float)
+            return f"{np.nanmean(values):.4f} ± {np.nanstd(values):.4f}"
+        lines.append(f"| {variant} | {len(group)} | {stat('best_rho')} | {stat('full_tau')} | {stat('full_rho')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _overlay(path: Path, jobs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = defaultdict(list)
+    for job in jobs:
+        if job["history"]:
+            curves[variant_of(job["overrides"])].append(
+                (np.array([float(h["iteration"]) for h in job["history"]]),
+                 np.array([float(h["best_fitness"]) for h in job["history"]])))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, runs in curves.items():
+        length = min(len(x) for x, _ in runs)
+        x = runs[0][0][:length]
+        ys = np.stack([y[:length] for _, y in runs])
+        mean, spread = ys.mean(0), ys.std(0)
+        ax.plot(x, mean, label=f"{variant} (n={len(runs)})")
+        ax.fill_between(x, mean - spread, mean + spread, alpha=0.2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("best-so-far Spearman ρ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
