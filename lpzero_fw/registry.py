@@ -9,6 +9,7 @@ so importing ``lpzero_fw`` itself has no side effects.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata as md
 import warnings
@@ -120,7 +121,7 @@ class Registry(Generic[T]):
                 f"pass override=True to replace it"
             )
         description = description or _first_doc_line(obj)
-        self._entries[name] = Entry(name, obj, description, PLUGINS.origin)
+        self._entries[name] = Entry(name, obj, description, _origin_of(obj) or PLUGINS.origin)
         return obj
 
     # -- lookup -------------------------------------------------------------------
@@ -168,6 +169,29 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_by_package() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
+def _origin_of(obj: Any) -> str | None:
+    """``core`` or ``<distribution> <version>`` of the package defining ``obj``.
+
+    Decided by the object's module, not by who imported it: Hydra may import a
+    plugin's package (for its configs) before lpzero_fw loads entry points.
+    """
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    top = (module or "").split(".")[0]
+    if top == "lpzero_fw":
+        return CORE_ORIGIN
+    for dist_name in _distributions_by_package().get(top, []):
+        try:
+            return f"{dist_name} {md.version(dist_name)}"
+        except md.PackageNotFoundError:
+            continue
+    return None
 
 
 def _first_doc_line(obj: Any) -> str:
