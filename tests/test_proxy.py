@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lpzero_fw.ops.base import UnaryOp, Values
-from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate
+from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate, result_layers
 from lpzero_fw.proxy.formula import Branch, Proxy
 from lpzero_fw.proxy.parse import FormulaError, format_proxy, parse
 from lpzero_fw.proxy.space import ProxySpace
@@ -361,3 +361,35 @@ def test_evaluation_is_robust_to_any_float_inputs(values, seed):
                 assert isinstance(fn(), float)
             except InvalidProxy:
                 pass
+
+
+def test_layer_sum_round_trips_and_is_a_gene():
+    space = ProxySpace(layers=("mean", "sum"))
+    rng = random.Random(3)
+    proxies = [space.sample(rng) for _ in range(300)]
+    assert {p.layers for p in proxies} == {"mean", "sum"}
+    for proxy in proxies:
+        assert parse(str(proxy)) == proxy
+    assert str(parse("layer_sum(sum(l1_norm(G), prune(W)))")) == "layer_sum(sum(l1_norm(G), prune(W)))"
+    with pytest.raises(LPZeroError, match="layers"):
+        ProxySpace(layers=("median",))
+    with pytest.raises(FormulaError):
+        parse("layer_sum(sum(l1_norm(G), prune(W))")
+
+
+@pytest.mark.parametrize("make", [stats_budget, stats_exact])
+def test_layer_sum_is_mean_times_result_layers(make):
+    stats = make()
+    evaluator = Evaluator()
+    for text, rows in [
+        ("sum(l1_norm(W), prune(A))", 2),
+        ("product(frobenius_norm(A), square(W))", None),
+    ]:
+        mean = parse(text)
+        summed = parse(f"layer_sum({text})")
+        m = evaluator.score(mean, "arch", stats)
+        s = evaluator.score(summed, "arch", stats)
+        assert s == pytest.approx(m * result_layers(summed, stats))
+        assert evaluate(summed, stats) == pytest.approx(s, rel=1e-4)
+        if rows is not None:
+            assert result_layers(summed, stats) == rows

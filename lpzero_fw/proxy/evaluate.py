@@ -166,11 +166,41 @@ def _score_of(chunks: Sequence[Values]) -> float:
         return float(np.mean(_row_means(chunks)))
 
 
+def result_layers(proxy: Proxy, stats: ArchStats) -> int:
+    """How many layer rows the combined result of ``proxy`` has (for ``layer_sum``).
+
+    The remaining branch's when one is pruned; the shared count when both branches
+    have it; the tensor branch's when a per-layer scalar was collapsed onto it; 1
+    when two scalar branches of different depths were both collapsed.
+    """
+    infos = []
+    for branch in (proxy.left, proxy.right):
+        if _removes(branch.ops):
+            infos.append(None)
+            continue
+        rows = _layers(_chunks(stats, branch.input))
+        scalar = any(getattr(UNARY_OPS.get(name), "reduces", False) for name in branch.ops)
+        infos.append((rows, scalar))
+    left, right = infos
+    if left is None or right is None:
+        return (right if left is None else left)[0]
+    if left[0] == right[0]:
+        return left[0]
+    if left[1] and right[1]:
+        return 1
+    return right[0] if left[1] else left[0]
+
+
 def evaluate(proxy: Proxy, stats: ArchStats) -> float:
     """The proxy's score on one architecture (plain definition, no caching).
 
     Raises :class:`InvalidProxy`; may return ``nan``/``inf``.
     """
+    value = _evaluate_mean(proxy, stats)
+    return value if proxy.layers == "mean" else value * result_layers(proxy, stats)
+
+
+def _evaluate_mean(proxy: Proxy, stats: ArchStats) -> float:
     try:
         with torch.inference_mode():
             branches = []
@@ -270,6 +300,10 @@ class Evaluator:
     # -- public API -----------------------------------------------------------------
     def score(self, proxy: Proxy, arch_key: Any, stats: ArchStats) -> float:
         """The proxy's score on one architecture; raises :class:`InvalidProxy`."""
+        value = self._mean_score(proxy, arch_key, stats)
+        return value if proxy.layers == "mean" else value * result_layers(proxy, stats)
+
+    def _mean_score(self, proxy: Proxy, arch_key: Any, stats: ArchStats) -> float:
         summaries = self._summaries.get(arch_key)
         if summaries is None or self._stats[arch_key] is not stats:
             summaries = self._arch(arch_key, stats)

@@ -12,16 +12,26 @@ class Branch:
     ops: tuple[str, ...]
 
 
+#: how per-layer values become one score: "mean" over layers (the paper's rule) or
+#: "sum" over layers (keeps depth: a 16-layer model adds up 16 layers' values)
+LAYER_REDUCTIONS = ("mean", "sum")
+
+
 @dataclass(frozen=True)
 class Proxy:
-    """``binary(left, right)``; prints as a formula that :func:`parse` reads back."""
+    """``binary(left, right)``; prints as a formula that :func:`parse` reads back.
+
+    ``layers="sum"`` prints as ``layer_sum(binary(left, right))``.
+    """
 
     left: Branch
     right: Branch
     binary: str
+    layers: str = "mean"
 
     def __str__(self) -> str:
-        return f"{self.binary}({_branch_str(self.left)}, {_branch_str(self.right)})"
+        text = f"{self.binary}({_branch_str(self.left)}, {_branch_str(self.right)})"
+        return text if self.layers == "mean" else f"layer_{self.layers}({text})"
 
 
 def _branch_str(branch: Branch) -> str:

@@ -2,6 +2,7 @@
 
 Grammar (whitespace between tokens is ignored)::
 
+    formula := "layer_sum" "(" proxy ")" | proxy     (sum over layers; default: mean)
     proxy  := BINARY "(" branch "," branch ")"
     branch := INPUT | UNARY "(" branch ")"
     NAME   := [A-Za-z_][A-Za-z0-9_.]*        (dots allow plugin names: "myplugin.op")
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import re
 
-from lpzero_fw.proxy.formula import Branch, Proxy
+from lpzero_fw.proxy.formula import LAYER_REDUCTIONS, Branch, Proxy
 from lpzero_fw.registry import BINARY_OPS, STATS, UNARY_OPS, LPZeroError, Registry
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<punct>[(),])|(?P<bad>\S))")
+
+
+_LAYER_WRAPPERS = {f"layer_{r}": r for r in LAYER_REDUCTIONS if r != "mean"}
 
 
 class FormulaError(LPZeroError):
@@ -81,19 +85,30 @@ class _Parser:
 
     def check(self, registry: Registry, token: tuple[str, str, int]) -> str:
         if token[1] not in registry:
+            if "." in token[1]:
+                plugin = token[1].split(".")[0]
+                raise self.fail(
+                    f"{registry.kind} {token[1]!r} comes from plugin {plugin!r}, which is not installed "
+                    f"(pip install the package that provides it)", token)
             raise self.fail(registry.unknown_message(token[1]), token)
         return token[1]
 
     def proxy(self) -> Proxy:
+        layers = "mean"
+        if self.peek()[0] == "name" and self.peek()[1] in _LAYER_WRAPPERS:
+            layers = _LAYER_WRAPPERS[self.take()[1]]
+            self.expect("(", f"after layer_{layers}")
         binary = self.check(BINARY_OPS, self.name("a binary operator name"))
         self.expect("(", "after the binary operator")
         left = self.branch()
         self.expect(",", "between the two branches")
         right = self.branch()
         self.expect(")", "closing the binary operator")
+        if layers != "mean":
+            self.expect(")", f"closing layer_{layers}")
         if self.peek()[0] != "end":
             raise self.fail("unexpected text after the formula")
-        return Proxy(left, right, binary)
+        return Proxy(left, right, binary, layers)
 
     def branch(self) -> Branch:
         ops: list[str] = []

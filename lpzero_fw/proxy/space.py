@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from lpzero_fw.proxy.formula import Branch, Proxy
+from lpzero_fw.proxy.formula import LAYER_REDUCTIONS, Branch, Proxy
 from lpzero_fw.registry import BINARY_OPS, STATS, UNARY_OPS, LPZeroError, Registry
 
 
@@ -41,9 +41,16 @@ class ProxySpace:
         unary: Iterable[str] | None = None,
         binary: Iterable[str] | None = None,
         n_unary: int = 2,
+        layers: Iterable[str] = ("mean",),
     ) -> None:
         if isinstance(n_unary, bool) or not isinstance(n_unary, int) or n_unary < 1:
             raise LPZeroError(f"search.n_unary={n_unary!r} must be an integer >= 1")
+        self.layers = tuple(layers)
+        bad = [r for r in self.layers if r not in LAYER_REDUCTIONS] or ([] if self.layers else ["(empty)"])
+        if bad:
+            raise LPZeroError(
+                f"search.layers={list(self.layers)} has {bad[0]!r}; choose from: {', '.join(LAYER_REDUCTIONS)}"
+            )
         self.inputs = _choices(inputs, STATS, "inputs")
         self.unary = _choices(unary, UNARY_OPS, "unary")
         self.binary = _choices(binary, BINARY_OPS, "binary")
@@ -58,10 +65,10 @@ class ProxySpace:
     def size(self) -> int:
         """Number of distinct proxies (genotypes) in the space."""
         branches = len(self.inputs) * len(self.unary) ** self.n_unary
-        return branches * branches * len(self.binary)
+        return branches * branches * len(self.binary) * len(self.layers)
 
     def __contains__(self, proxy: object) -> bool:
-        if not isinstance(proxy, Proxy) or proxy.binary not in self.binary:
+        if not isinstance(proxy, Proxy) or proxy.binary not in self.binary or proxy.layers not in self.layers:
             return False
         return all(
             b.input in self.inputs and len(b.ops) == self.n_unary and all(o in self.unary for o in b.ops)
@@ -77,7 +84,12 @@ class ProxySpace:
         """A uniformly random proxy."""
         left = self._branch(rng)
         right = self._branch(rng)
-        return Proxy(left, right, rng.choice(self.binary))
+        binary = rng.choice(self.binary)
+        return Proxy(left, right, binary, self._layers(rng))
+
+    def _layers(self, rng: random.Random) -> str:
+        # a single choice draws nothing, so mean-only spaces keep the paper's RNG stream
+        return self.layers[0] if len(self.layers) == 1 else rng.choice(self.layers)
 
     def _mutate_branch(self, branch: Branch, rng: random.Random, prob: float) -> Branch:
         symbol = rng.choice(self.inputs) if rng.random() < prob else branch.input
@@ -91,7 +103,10 @@ class ProxySpace:
         left = self._mutate_branch(proxy.left, rng, prob)
         right = self._mutate_branch(proxy.right, rng, prob)
         binary = rng.choice(self.binary) if rng.random() < prob else proxy.binary
-        return Proxy(left, right, binary)
+        layers = proxy.layers
+        if len(self.layers) > 1 and rng.random() < prob:
+            layers = self._layers(rng)
+        return Proxy(left, right, binary, layers)
 
     @staticmethod
     def _cross_branch(a: Branch, b: Branch, rng: random.Random) -> Branch:
@@ -105,4 +120,7 @@ class ProxySpace:
         left = self._cross_branch(a.left, b.left, rng)
         right = self._cross_branch(a.right, b.right, rng)
         binary = a.binary if rng.random() < 0.5 else b.binary
-        return Proxy(left, right, binary)
+        layers = a.layers
+        if a.layers != b.layers:
+            layers = a.layers if rng.random() < 0.5 else b.layers
+        return Proxy(left, right, binary, layers)

@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict:
         unary=None if cfg.search.unary is None else tuple(cfg.search.unary),
         binary=None if cfg.search.binary is None else tuple(cfg.search.binary),
         n_unary=int(cfg.search.n_unary),
+        layers=tuple(cfg.search.get("layers") or ("mean",)),
     )
     rules = RuleSet(to_dict(cfg.pruning.rules))
     space = build_space(cfg)
