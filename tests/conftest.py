@@ -21,3 +21,9 @@ def corpus_root() -> Path:
     """$LPZERO_FW_CORPUS, else ../shared/corpus beside the checkout."""
     env = os.environ.get("LPZERO_FW_CORPUS")
     return Path(env) if env else REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def stats_cache(tmp_path_factory) -> Path:
+    """One statistics cache for every end-to-end test: extracted once, then warm."""
+    return tmp_path_factory.mktemp("stats-cache")

@@ -21,9 +21,9 @@ SMALL = [
 ]
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("stats-cache")
+@pytest.fixture()
+def shared_cache(stats_cache):
+    return stats_cache
 
 
 def search(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -67,7 +67,7 @@ def test_search_writes_the_contract_and_is_deterministic(tmp_path, shared_cache)
 
 
 def test_random_strategy_runs(tmp_path, shared_cache):
-    r = run_cli("strategy=random", "strategy.budget=40", "search.n_archs=10", "logger=none",
+    r = run_cli("strategy=random", "strategy.iterations=28", "strategy.population=12", "search.n_archs=10", "logger=none",
                 f"cache.dir={shared_cache}", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert read_result(tmp_path)["strategy"] == "random"

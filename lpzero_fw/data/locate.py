@@ -21,6 +21,7 @@ from typing import Callable
 from lpzero_fw.registry import LPZeroError
 
 ENV_VAR = "LPZERO_FW_DATA"
+NO_SIBLING_ENV_VAR = "LPZERO_FW_NO_SIBLING_DATA"
 PINNED_COMMIT = "9faa34d2c63c6b276a0082442e7eb0aa70be2526"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/pprp/LPZero/{PINNED_COMMIT}"
 
@@ -42,7 +43,10 @@ def default_download_dir() -> Path:
 
 
 def source_checkout_data() -> Path | None:
-    """``../shared/benchmarks/lpzero`` beside a source checkout (developers and CI)."""
+    """``../shared/benchmarks/lpzero`` beside a source checkout (developers and CI);
+    ``$LPZERO_FW_NO_SIBLING_DATA=1`` turns this fallback off (tests of the download path)."""
+    if os.environ.get(NO_SIBLING_ENV_VAR, "") not in ("", "0"):
+        return None
     candidate = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lpzero"
     return candidate if candidate.is_dir() else None
 

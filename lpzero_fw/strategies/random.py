@@ -10,15 +10,25 @@ from lpzero_fw.strategies.base import SearchStrategy
 
 @STRATEGIES.register("random", description="uniform random proxies, best one kept (baseline)")
 class RandomSearch(SearchStrategy):
-    """Draws ``budget`` proxies uniformly (after static pruning) and keeps the best."""
+    """Draws ``population + iterations`` proxies uniformly (after static pruning), the
+    budget of an evolution run with the same settings, and keeps the best."""
 
     def __init__(
-        self, space: Any, seed: int, accept: Callable[[Proxy], bool] | None = None, *, budget: int = 1080
+        self,
+        space: Any,
+        seed: int,
+        accept: Callable[[Proxy], bool] | None = None,
+        *,
+        iterations: int = 1000,
+        population: int = 80,
     ) -> None:
         super().__init__(space, seed, accept)
-        if budget < 1:
-            raise LPZeroError(f"strategy.budget={budget} must be >= 1")
-        self.budget = budget
+        if iterations < 0 or population < 0 or iterations + population < 1:
+            raise LPZeroError(
+                f"strategy.iterations={iterations} and strategy.population={population} must be >= 0 "
+                "with at least one proxy to draw"
+            )
+        self.budget = iterations + population
         self.fitness_seen: list[float] = []
 
     @property

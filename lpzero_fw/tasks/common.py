@@ -142,6 +142,8 @@ def progress_bar() -> Iterator[Progress]:
 
 def load_stats(store: StatsStore, arch_ids: list[str], description: str):
     """Statistics of ``arch_ids`` with a progress bar (extraction is the slow part)."""
+    if not all(store.cached(a) for a in arch_ids):
+        store.batch  # a bad data config fails here as one line, before any progress bar
     if not store.keep_in_memory:
         return LazyStats(store, arch_ids)
     with progress_bar() as progress:

@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
         layers=tuple(cfg.search.get("layers") or ("mean",)),
     )
     rules = RuleSet(to_dict(cfg.pruning.rules))
+    build_strategy(cfg, proxy_space, None)  # strategy.* errors now, not after the slow statistics
     space = build_space(cfg)
     all_ids = space.arch_ids()
     if n_archs < 2 or n_archs > len(all_ids):
