@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,13 @@ def test_broken_plugin_warns_and_everything_else_works(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "broken" in result.stderr and "missing dependency xyz" in result.stderr
     assert "evolution" in result.stdout and "square" in result.stdout
+
+
+def test_example_plugin_own_tests_pass(plugin_site):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        capture_output=True, text=True, timeout=600, cwd=EXAMPLE,
+        env={**os.environ, "PYTHONPATH": str(plugin_site)},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 passed" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,10 +124,27 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+class _Progress(Progress):
+    """Rich progress; without a terminal (logs, Slurm) a plain line every 10%."""
+
+    def update(self, task_id, **kwargs) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        if self.console.is_terminal:
+            return
+        task = self._tasks[task_id]
+        if not task.total:
+            return
+        step = int(10 * task.completed / task.total)
+        if step > task.fields.get("_printed", -1):
+            task.fields["_printed"] = step
+            print(f"{task.description}: {int(task.completed)}/{int(task.total)} {task.fields.get('info', '')}",
+                  file=sys.stderr, flush=True)
+
+
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
     """A rich progress bar on stderr (plain lines when not a terminal)."""
-    progress = Progress(
+    progress = _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
