@@ -28,10 +28,16 @@ def collect(sweep_dir: Path) -> list[dict]:
     return jobs
 
 
-def variant_of(overrides: list[str]) -> str:
-    """Overrides without the seed: jobs that differ only by seed form one variant."""
-    kept = [o for o in overrides if not o.lstrip("+").startswith("seed=")]
+def variant_of(overrides: list[str], common: frozenset = frozenset()) -> str:
+    """Overrides without the seed and without those every job shares: jobs that differ
+    only by seed form one variant."""
+    kept = [o for o in overrides if not o.lstrip("+").startswith("seed=") and o not in common]
     return " ".join(kept) or "(default)"
+
+
+def shared_overrides(jobs: list[dict]) -> frozenset:
+    sets = [set(job["overrides"]) for job in jobs]
+    return frozenset(set.intersection(*sets)) if len(sets) > 1 else frozenset()
 
 
 def run(cfg: DictConfig) -> list[dict]:
@@ -43,12 +49,13 @@ def run(cfg: DictConfig) -> list[dict]:
     jobs = collect(sweep)
     if not jobs:
         raise LPZeroError(f"report.sweep_dir={str(sweep)!r} holds no finished job (no */result.json)")
+    common = shared_overrides(jobs)
     rows = []
     for job in jobs:
         r = job["result"]
         rejected = sum(r.get("rejected", {}).values())
         rows.append({
-            "job": job["job"], "overrides": " ".join(job["overrides"]), "variant": variant_of(job["overrides"]),
+            "job": job["job"], "overrides": " ".join(o for o in job["overrides"] if o not in common), "variant": variant_of(job["overrides"], common),
             "best_proxy": r["best_proxy"], "best_rho": r["fitness"],
             "full_tau": r["full"]["kendall_tau"], "full_rho": r["full"]["spearman_rho"],
             "proxies_scored": r["proxies_scored"], "rejected": rejected, "seconds": r["seconds"],
@@ -57,7 +64,7 @@ def run(cfg: DictConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     text = _markdown(rows)
     (out / "report.md").write_text(text)
-    _overlay(out / "report_curves.png", jobs)
+    _overlay(out / "report_curves.png", jobs, common)
     tracker = Tracker(to_dict(cfg.logger), out, {"sweep_dir": str(sweep)}, name=f"report-{sweep.name}")
     try:
         tracker.log_table("report", rows)
@@ -89,7 +96,7 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _overlay(path: Path, jobs: list[dict]) -> None:
+def _overlay(path: Path, jobs: list[dict], common: frozenset) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +105,7 @@ def _overlay(path: Path, jobs: list[dict]) -> None:
     curves = defaultdict(list)
     for job in jobs:
         if job["history"]:
-            curves[variant_of(job["overrides"])].append(
+            curves[variant_of(job["overrides"], common)].append(
                 (np.array([float(h["iteration"]) for h in job["history"]]),
                  np.array([float(h["best_fitness"]) for h in job["history"]])))
     fig, ax = plt.subplots(figsize=(7, 4))
