@@ -36,12 +36,12 @@ def test_list_shows_plugin_components_with_origin(plugin_site, tmp_path):
     assert any("example.depth" in line for line in lines)
 
 
-def test_search_uses_plugin_operator_rule_and_config(plugin_site, tmp_path):
+def test_search_uses_plugin_operator_rule_and_config(plugin_site, tmp_path, stats_cache):
     result = run_cli(
         "strategy=example_quick", "search.n_archs=8", "logger=none",
         "search.unary=[square,abs,exp,l1_norm,mean,example.cube]",
         "pruning.rules=[example.no_cube_of_exp,non_finite_score]",
-        f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+        f"cache.dir={stats_cache}", f"hydra.run.dir={tmp_path / 'run'}",
         env={"PYTHONPATH": str(plugin_site)},
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -67,10 +67,14 @@ def test_search_writes_the_contract_and_is_deterministic(tmp_path, shared_cache)
 
 
 def test_random_strategy_runs(tmp_path, shared_cache):
-    r = run_cli("strategy=random", "strategy.iterations=28", "strategy.population=12", "search.n_archs=10", "logger=none",
+    # also the default logger: W&B in offline mode writes a run under the run directory
+    r = run_cli("strategy=random", "strategy.iterations=28", "strategy.population=12", "search.n_archs=10",
                 f"cache.dir={shared_cache}", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert read_result(tmp_path)["strategy"] == "random"
+    result = read_result(tmp_path)
+    assert result["strategy"] == "random" and result["iterations"] == 40
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path, shared_cache):
