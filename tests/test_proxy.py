@@ -393,3 +393,19 @@ def test_layer_sum_is_mean_times_result_layers(make):
         assert evaluate(summed, stats) == pytest.approx(s, rel=1e-4)
         if rows is not None:
             assert result_layers(summed, stats) == rows
+
+
+def test_scorer_spearman_equals_scipy():
+    from scipy.stats import spearmanr
+
+    from lpzero_fw.proxy.fitness import ProxyScorer
+    from lpzero_fw.rules.apply import RuleSet
+
+    rng = np.random.default_rng(0)
+    ids = [f"a{i}" for i in range(30)]
+    quality = dict(zip(ids, rng.normal(size=30).round(1)))  # ties on purpose
+    scorer = ProxyScorer({}, quality, RuleSet("all"))
+    for _ in range(20):
+        values = rng.normal(size=30).round(1)
+        expected = spearmanr(values, [quality[a] for a in ids]).statistic
+        assert scorer._spearman(values, ids) == pytest.approx(expected, abs=1e-12)

@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-
-from lpzero_fw import metrics
+from scipy import stats
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
 from lpzero_fw.proxy.formula import Proxy
 from lpzero_fw.rules.apply import RuleSet
@@ -29,18 +28,37 @@ class ProxyScorer:
         self.rejected: Counter = Counter()
         self.evaluations = 0  # proxy x arch evaluations performed
         self.scored = 0  # distinct proxies scored (not statically rejected)
+        self._quality_ranks: dict[tuple, np.ndarray] = {}
 
     def scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True) -> np.ndarray:
-        """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`."""
+        """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`.
+
+        Dynamic rules look at the scores after the first 3 and 10 archs (early stop)
+        and at the end; rejection verdicts equal checking after every arch.
+        """
         values = np.empty(len(arch_ids))
+        checkpoints = {3, 10, len(arch_ids)} if dynamic else set()
         for i, arch_id in enumerate(arch_ids):
             values[i] = self.evaluator.score(proxy, arch_id, self.stats[arch_id])
             self.evaluations += 1
-            if dynamic:
+            if i + 1 in checkpoints:
                 rule = self.rules.dynamic_reject(values[: i + 1])
                 if rule is not None:
                     raise InvalidProxy(rule)
         return values
+
+    def _spearman(self, values: np.ndarray, arch_ids: list[str]) -> float:
+        """Spearman rho with the quality ranks computed once per arch set."""
+        key = tuple(arch_ids)
+        ranks = self._quality_ranks.get(key)
+        if ranks is None:
+            ranks = stats.rankdata([self.quality[a] for a in arch_ids])
+            ranks = self._quality_ranks[key] = (ranks - ranks.mean()) / np.linalg.norm(ranks - ranks.mean())
+        if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
+            return float("nan")
+        r = stats.rankdata(values)
+        r = r - r.mean()
+        return float(np.dot(r, ranks) / np.linalg.norm(r))
 
     def static_ok(self, proxy: Proxy) -> bool:
         """The acceptance filter handed to strategies (counts rejections)."""
@@ -57,7 +75,7 @@ class ProxyScorer:
         self.scored += 1
         try:
             values = self.scores(proxy, arch_ids)
-            rho = metrics.spearman(values, [self.quality[a] for a in arch_ids])
+            rho = self._spearman(values, arch_ids)
             if not np.isfinite(rho):
                 raise InvalidProxy("undefined_correlation")
             result: float | None = rho
