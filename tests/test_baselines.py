@@ -122,6 +122,18 @@ def test_tiny_space_all_finite_and_runner_isolates_a_failure():
     assert not bad, bad
 
 
+def test_runner_reports_each_baselines_own_seconds():
+    """Own-model baselines (synflow builds a second model) cost more than the shared pass's share."""
+    space = _TinySpace()
+    names = ["grad_norm", "snip", "synflow"]
+    seconds = {"grad_norm": 1.0}  # accumulates onto what is there
+    score_baselines(space, "a2", space.make_batch(), names, seconds=seconds)
+    assert set(seconds) == set(names)
+    assert all(v > 0 for v in seconds.values())
+    assert seconds["grad_norm"] > 1.0
+    assert seconds["synflow"] != seconds["snip"]
+
+
 # ------------------------------------------------------------------------------------------
 # the real GPT-2 space
 # ------------------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def test_hidden_sum_objective_needs_no_labels(root):
 
 def test_dsc_matches_transformers_convbert():
     """The DSC operation equals transformers' ConvBERT mixed attention (head ratio 2)."""
-    from transformers import ConvBertConfig
+    from transformers import ConvBertConfig, ElectraConfig
     from transformers.models.convbert.modeling_convbert import ConvBertSelfAttention
 
     torch.manual_seed(0)
@@ -192,7 +192,7 @@ def test_dsc_matches_transformers_convbert():
                 conv_kernel_size=kernel, attention_probs_dropout_prob=0.0,
             )
         ).eval()
-        mine = fb.DynamicSeparableConv(fb.ElectraConfig(hidden_size=64), heads, kernel).eval()
+        mine = fb.DynamicSeparableConv(ElectraConfig(hidden_size=64), heads, kernel).eval()
         with torch.no_grad():
             for name in ["query", "key", "value", "conv_kernel_layer", "conv_out_layer"]:
                 getattr(mine, name).load_state_dict(getattr(ref, name).state_dict())

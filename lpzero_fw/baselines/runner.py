@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import torch
@@ -20,7 +21,8 @@ def _fail(name: str, arch_id: str, exc: BaseException) -> float:
 
 
 def score_baselines(
-    space: SearchSpace, arch_id: str, batch: Batch, names: list[str], seed: int = 0
+    space: SearchSpace, arch_id: str, batch: Batch, names: list[str], seed: int = 0,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """``{name: score}`` for the baselines ``names`` on ``arch_id`` with ``batch``.
 
@@ -29,7 +31,12 @@ def score_baselines(
     model of its own. Models are in eval mode (no dropout). A baseline that raises (in
     attach, score or detach) gets ``nan`` and a ``RuntimeWarning``; the others go on.
     Unknown names raise :class:`~lpzero_fw.registry.RegistryError` up front.
+    ``seconds``, when given, accumulates each baseline's wall time (the shared model and
+    pass split evenly between the shared-pass baselines, plus each one's own scoring).
     """
+    seconds = {} if seconds is None else seconds
+    for name in names:
+        seconds.setdefault(name, 0.0)
     classes = {name: BASELINES.get(name) for name in names}
     results: dict[str, float] = {}
 
@@ -37,6 +44,8 @@ def score_baselines(
     own = [n for n in names if n not in shared]
 
     if shared:
+        t_shared = time.perf_counter()
+        own_time = 0.0
         try:
             torch.manual_seed(seed)
             model = space.build_model(arch_id, seed=seed)
@@ -66,10 +75,14 @@ def score_baselines(
                 else:
                     proxies_to_score = proxies
                 for name, proxy in proxies_to_score.items():
+                    t0 = time.perf_counter()
                     try:
                         results[name] = float(proxy.score(model, batch, taps))
                     except Exception as exc:
                         results[name] = _fail(name, arch_id, exc)
+                    spent = time.perf_counter() - t0
+                    seconds[name] += spent
+                    own_time += spent
             finally:
                 for name, proxy in proxies.items():
                     try:
@@ -77,8 +90,12 @@ def score_baselines(
                     except Exception as exc:
                         results[name] = _fail(name, arch_id, exc)
             del model
+        common = (time.perf_counter() - t_shared - own_time) / len(shared)
+        for name in shared:
+            seconds[name] += common
 
     for name in own:
+        t0 = time.perf_counter()
         try:
             torch.manual_seed(seed)
             model = space.build_model(arch_id, seed=seed)
@@ -94,5 +111,6 @@ def score_baselines(
             results[name] = _fail(name, arch_id, exc)
         finally:
             model = None
+            seconds[name] += time.perf_counter() - t0
 
     return {name: results.get(name, math.nan) for name in names}

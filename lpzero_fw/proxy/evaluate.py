@@ -232,14 +232,26 @@ class _BranchResult:
     short per-layer vectors involved it is faster than numpy or torch.
     """
 
-    __slots__ = ("means", "mean", "scalar", "layers", "shape")
+    __slots__ = ("means", "mean", "scalar", "layers", "shape", "reduced")
 
-    def __init__(self, means: list[float], scalar: bool, shape: int) -> None:
+    def __init__(self, means: list[float], scalar: bool, shape: int, reduced: bool) -> None:
         self.means = means  # per-layer means
         self.layers = len(means)
         self.mean = sum(means) / self.layers  # mean over layers
         self.scalar = scalar
         self.shape = shape  # interned (chunk shapes, n) signature; equal => aligned tensors
+        self.reduced = reduced  # the op chain contains a reduction (see result_layers)
+
+
+def _result_layers(left: Any, right: Any) -> int:
+    """:func:`result_layers` from two branch summaries (``_PRUNED`` or ``_BranchResult``)."""
+    if left is _PRUNED:
+        return right.layers
+    if right is _PRUNED or left.layers == right.layers:
+        return left.layers
+    if left.reduced and right.reduced:
+        return 1
+    return right.layers if left.reduced else left.layers
 
 
 _PRUNED = object()  # summary-cache marker of a branch removed by prune
@@ -289,10 +301,12 @@ class Evaluator:
         self._tensors: OrderedDict[tuple, list[Values]] = OrderedDict()
         self._tensor_bytes = 0
         self._stats: dict[Any, ArchStats] = {}
+        self._inputs: dict[Any, dict[str, list[Values]]] = {}  # validated input chunks per arch
         self._signatures: dict[tuple, int] = {}
         self._shape_by_identity: dict[tuple, tuple[int, list]] = {}
         self._unary: dict[str, Any] = {}
         self._prunes: dict[str, bool] = {}
+        self._reduces: dict[tuple[str, ...], bool] = {}
         self._binary: dict[str, tuple[Any, str | None, Any]] = {}
         self.hits = 0
         self.misses = 0
@@ -300,10 +314,6 @@ class Evaluator:
     # -- public API -----------------------------------------------------------------
     def score(self, proxy: Proxy, arch_key: Any, stats: ArchStats) -> float:
         """The proxy's score on one architecture; raises :class:`InvalidProxy`."""
-        value = self._mean_score(proxy, arch_key, stats)
-        return value if proxy.layers == "mean" else value * result_layers(proxy, stats)
-
-    def _mean_score(self, proxy: Proxy, arch_key: Any, stats: ArchStats) -> float:
         summaries = self._summaries.get(arch_key)
         if summaries is None or self._stats[arch_key] is not stats:
             summaries = self._arch(arch_key, stats)
@@ -318,7 +328,13 @@ class Evaluator:
         else:
             self.hits += 1
         if left.__class__ is not _BranchResult or right.__class__ is not _BranchResult:
-            return self._special(left, right)
+            value = self._special(left, right)
+        else:
+            value = self._mean_score(proxy, arch_key, stats, left, right)
+        return value if proxy.layers == "mean" else value * _result_layers(left, right)
+
+    def _mean_score(self, proxy: Proxy, arch_key: Any, stats: ArchStats,
+                    left: _BranchResult, right: _BranchResult) -> float:
         binary = self._binary.get(proxy.binary) or self._binary_op(proxy.binary)
         kind = binary[1]
         ls, rs = left.scalar, right.scalar
@@ -358,6 +374,7 @@ class Evaluator:
         self._tensors.clear()
         self._tensor_bytes = 0
         self._stats.clear()
+        self._inputs.clear()
         self._shape_by_identity.clear()
 
     def cache_info(self) -> dict[str, int]:
@@ -416,9 +433,9 @@ class Evaluator:
     def _slow(self, op, arch_key: Any, proxy: Proxy, stats: ArchStats) -> float:
         """Score from whole branch tensors (tensor×tensor product/matmul, plugin ops)."""
         try:
-            left = self._branch_tensors(arch_key, proxy.left.input, proxy.left.ops, stats, keep=True)
-            right = self._branch_tensors(arch_key, proxy.right.input, proxy.right.ops, stats, keep=True)
             with torch.inference_mode():
+                left = self._branch_tensors(arch_key, proxy.left.input, proxy.left.ops, stats, keep=True)
+                right = self._branch_tensors(arch_key, proxy.right.input, proxy.right.ops, stats, keep=True)
                 return _score_of(_combine(op, left, right))
         except (InvalidProxy, LPZeroError):
             raise
@@ -463,6 +480,7 @@ class Evaluator:
 
     def _forget(self, arch_key: Any) -> None:
         self._n_summaries -= len(self._summaries.pop(arch_key, {}))
+        self._inputs.pop(arch_key, None)
         for key in [k for k in self._tensors if k[0] == arch_key]:
             self._tensor_bytes -= _nbytes(self._tensors.pop(key))
         for key in [k for k in self._pairs if k[0] == arch_key]:
@@ -502,12 +520,14 @@ class Evaluator:
         try:
             chunks = self._branch_tensors(arch_key, branch.input, branch.ops, stats, keep=False)
             scalar = _is_scalar(chunks)
-            with torch.inference_mode():
-                if len(chunks) == 1:
-                    means = chunks[0].x.mean(dim=1).tolist()
-                else:
-                    means = torch.cat([c.x.mean(dim=1) for c in chunks]).tolist()
-            return _BranchResult(means, scalar, -1 if scalar else self._shape_id(chunks))
+            if len(chunks) == 1:
+                means = chunks[0].x.mean(dim=1).tolist()
+            else:
+                means = torch.cat([c.x.mean(dim=1) for c in chunks]).tolist()
+            reduced = self._reduces.get(branch.ops)
+            if reduced is None:
+                reduced = self._reduces[branch.ops] = any(self._unary_op(op).reduces for op in branch.ops)
+            return _BranchResult(means, scalar, -1 if scalar else self._shape_id(chunks), reduced)
         except InvalidProxy as invalid:
             return invalid
         except LPZeroError:
@@ -535,9 +555,18 @@ class Evaluator:
     def _branch_tensors(
         self, arch_key: Any, symbol: str, ops: tuple[str, ...], stats: ArchStats, keep: bool
     ) -> list[Values]:
-        """Chunks of ``ops`` applied to ``symbol``; prefixes (and ``keep`` results) go to the LRU."""
+        """Chunks of ``ops`` applied to ``symbol``; prefixes (and ``keep`` results) go to the LRU.
+
+        Callers hold ``torch.inference_mode``.
+        """
         if not ops:
-            return list(_chunks(stats, symbol))
+            inputs = self._inputs.get(arch_key)
+            if inputs is None:
+                inputs = self._inputs[arch_key] = {}
+            chunks = inputs.get(symbol)
+            if chunks is None:
+                chunks = inputs[symbol] = list(_chunks(stats, symbol))
+            return chunks
         key = (arch_key, symbol, ops)
         cached = self._tensors.get(key)
         if cached is not None:
@@ -545,8 +574,7 @@ class Evaluator:
             return cached
         inner = self._branch_tensors(arch_key, symbol, ops[:-1], stats, keep=True)
         op = self._unary_op(ops[-1])
-        with torch.inference_mode():
-            result = [op(c) for c in inner]
+        result = [op(c) for c in inner]
         if keep:
             size = _nbytes(result)
             if size <= self.max_tensor_bytes:

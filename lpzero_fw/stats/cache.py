@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 from lpzero_fw.ops.base import Values
@@ -269,8 +270,16 @@ class LazyStats(Mapping):
 
 def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:
     return {
-        symbol: [Values(v.x.to(dtype).float(), v.n) for v in chunks] for symbol, chunks in stats.items()
+        symbol: [Values(_as_float32(v.x.to(dtype)), v.n) for v in chunks] for symbol, chunks in stats.items()
     }
+
+
+def _as_float32(x: torch.Tensor) -> torch.Tensor:
+    """float16 -> float32 through numpy: torch's multi-threaded conversion costs ~6 ms per
+    tensor when the other core is busy, numpy's ~0.06 ms (same values)."""
+    if x.dtype == torch.float16 and x.device.type == "cpu":
+        return torch.from_numpy(x.numpy().astype(np.float32))
+    return x.float()
 
 
 def _flatten(stats: ArchStats, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -290,7 +299,7 @@ def _unflatten(tensors: dict[str, torch.Tensor]) -> ArchStats:
             continue
         symbol = name[: -len(".count")]
         stats[symbol] = [
-            Values(tensors[f"{symbol}.{i}.x"].float(), tensors[f"{symbol}.{i}.n"].float())
+            Values(_as_float32(tensors[f"{symbol}.{i}.x"]), tensors[f"{symbol}.{i}.n"].float())
             for i in range(int(count.item()))
         ]
     return dict(sorted(stats.items()))

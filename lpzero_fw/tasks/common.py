@@ -64,17 +64,46 @@ def build_space(cfg: DictConfig) -> SearchSpace:
 
 
 def build_fabric(cfg: DictConfig):
-    """A Lightning Fabric for the configured device(s)."""
+    """A Lightning Fabric for the configured device(s).
+
+    One device: a :class:`DeferredFabric`, created when the first architecture is
+    extracted (importing lightning costs 2-4 s that runs on cached statistics skip).
+    Several devices: created now and launched (re-runs this command per extra device).
+    """
+    settings = to_dict(cfg.fabric)
+    if settings.get("devices", 1) in (1, "1"):
+        return DeferredFabric(settings)
+    fabric = _make_fabric(settings)
+    if fabric.world_size > 1:
+        fabric.launch()  # Hydra-aware
+    return fabric
+
+
+def _make_fabric(settings: dict):
     from lightning.fabric import Fabric
 
-    fabric_cfg = to_dict(cfg.fabric)
     try:
-        fabric = Fabric(**fabric_cfg)
+        return Fabric(**settings)
     except (ValueError, TypeError, RuntimeError) as exc:
-        raise LPZeroError(f"fabric settings {fabric_cfg} are not usable: {exc}") from None
-    if fabric.world_size > 1:
-        fabric.launch()  # re-runs this command once per extra device (Hydra-aware)
-    return fabric
+        raise LPZeroError(f"fabric settings {settings} are not usable: {exc}") from None
+
+
+class DeferredFabric:
+    """A one-device Fabric built on first use; answers ``world_size``/``global_rank`` without it."""
+
+    world_size = 1
+    global_rank = 0
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+        self._fabric = None
+
+    def __getattr__(self, name: str):  # only for what this class does not define
+        if name.startswith("__") or name == "_fabric":
+            raise AttributeError(name)
+        if self._fabric is None:
+            self._fabric = _make_fabric(self.settings)
+        return getattr(self._fabric, name)
 
 
 def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
@@ -114,12 +143,15 @@ def config_digest(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write: readers never see half a file."""
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Atomic JSON write: readers never see half a file.
+
+    ``indent=None`` writes compact JSON with the C encoder (checkpoints: ~10x faster).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, allow_nan=True)
+        json.dump(data, handle, indent=indent, allow_nan=True)
         handle.write("\n")
     os.replace(tmp, path)
 

@@ -98,12 +98,9 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
         bar = progress.add_task("rank", total=len(arch_ids), info="")
         for i, arch_id in enumerate(arch_ids):
             if baselines:
-                t0 = time.perf_counter()
-                values = score_baselines(space, arch_id, batch, baselines)
-                share = (time.perf_counter() - t0) / len(baselines)
+                values = score_baselines(space, arch_id, batch, baselines, seconds=seconds)
                 for name, value in values.items():
                     scores[name][i] = value
-                    seconds[name] += share
             if parsed:
                 t0 = time.perf_counter()
                 stats = store.get(arch_id)

@@ -69,19 +69,26 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.models.electra.configuration_electra import ElectraConfig
-from transformers.models.electra.modeling_electra import (
-    ElectraEmbeddings,
-    ElectraOutput,
-    ElectraSelfOutput,
-)
-
 from lpzero_fw.registry import LPZeroError
+
+if TYPE_CHECKING:
+    from transformers.models.electra.configuration_electra import ElectraConfig
+
+
+def _hf() -> SimpleNamespace:
+    """transformers' ELECTRA parts, imported when the first model is built: importing
+    transformers takes ~3 s, which runs on cached statistics never need."""
+    from transformers.models.electra.configuration_electra import ElectraConfig
+    from transformers.models.electra.modeling_electra import ElectraEmbeddings, ElectraOutput, ElectraSelfOutput
+
+    return SimpleNamespace(ElectraConfig=ElectraConfig, ElectraEmbeddings=ElectraEmbeddings,
+                           ElectraOutput=ElectraOutput, ElectraSelfOutput=ElectraSelfOutput)
 
 VOCAB_SIZE = 30522
 EMBEDDING_SIZE = 128
@@ -273,7 +280,7 @@ class SelfAttention(nn.Module):
         self.softmax_tap = nn.Identity()
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.head_tap = nn.Identity()
-        self.output = ElectraSelfOutput(config)
+        self.output = _hf().ElectraSelfOutput(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         query = self.query(hidden_states)
@@ -343,7 +350,7 @@ class DynamicSeparableConv(nn.Module):
         self.softmax_tap = nn.Identity()
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.head_tap = nn.Identity()
-        self.output = ElectraSelfOutput(config)
+        self.output = _hf().ElectraSelfOutput(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         b, t, _ = hidden_states.shape
@@ -405,7 +412,7 @@ class FlexiBertLayer(nn.Module):
         )
         ffn_config = copy.copy(config)
         ffn_config.intermediate_size = spec.feed_forward_dimension
-        self.output = ElectraOutput(ffn_config)
+        self.output = _hf().ElectraOutput(ffn_config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         mixed = self.operation(hidden_states)
@@ -430,7 +437,7 @@ class FlexiBertModel(nn.Module):
         self.arch = arch.resolved(reference_quirks)
         self.reference_quirks = reference_quirks
         self.objective = objective
-        self.config = ElectraConfig(
+        self.config = _hf().ElectraConfig(
             vocab_size=VOCAB_SIZE,
             embedding_size=EMBEDDING_SIZE,
             hidden_size=self.arch.hidden_size,
@@ -446,7 +453,7 @@ class FlexiBertModel(nn.Module):
             layer_norm_eps=LAYER_NORM_EPS,
             pad_token_id=PAD_TOKEN_ID,
         )
-        self.embeddings = ElectraEmbeddings(self.config)
+        self.embeddings = _hf().ElectraEmbeddings(self.config)
         if EMBEDDING_SIZE != self.arch.hidden_size:
             self.embeddings_project = nn.Linear(EMBEDDING_SIZE, self.arch.hidden_size)
         else:

@@ -66,12 +66,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.activations import ACT2FN
-from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
-from transformers.pytorch_utils import Conv1D
 
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.base import Taps
+
+def _hf() -> SimpleNamespace:
+    """transformers' GPT-2 parts, imported when the first model is built: importing
+    transformers takes ~3 s, which runs on cached statistics never need."""
+    from transformers.activations import ACT2FN
+    from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
+    from transformers.pytorch_utils import Conv1D
+
+    return SimpleNamespace(ACT2FN=ACT2FN, GPT2MLP=GPT2MLP, Conv1D=Conv1D)
+
 
 CONV1D_INIT_STD = 0.02  # transformers' Conv1D draws its weight from N(0, 0.02) in __init__
 LAYER_NORM_EPS = 1e-5
@@ -302,8 +309,9 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_head: int, dropatt: float = 0.0, dropout: float = 0.0) -> None:
         super().__init__()
         self.d_model, self.n_head, self.head_dim = d_model, n_head, d_model // n_head
-        self.c_attn = Conv1D(3 * d_model, d_model)
-        self.c_proj = Conv1D(d_model, d_model)
+        hf = _hf()
+        self.c_attn = hf.Conv1D(3 * d_model, d_model)
+        self.c_proj = hf.Conv1D(d_model, d_model)
         self.probs = nn.Identity()  # tap S: (batch, heads, tokens, tokens)
         self.heads = nn.Identity()  # tap H: (batch, heads, tokens, head_dim)
         self.attn_dropout = nn.Dropout(dropatt)
@@ -335,8 +343,9 @@ class GPT2LTSBlock(nn.Module):
         mlp_config = SimpleNamespace(
             hidden_size=d_model, activation_function=ACTIVATION, resid_pdrop=dropout
         )
-        self.mlp = GPT2MLP(d_inner, mlp_config)
-        self.mlp.act = TappedActivation(ACT2FN[ACTIVATION])
+        hf = _hf()
+        self.mlp = hf.GPT2MLP(d_inner, mlp_config)
+        self.mlp.act = TappedActivation(hf.ACT2FN[ACTIVATION])
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         hidden = hidden + self.attn(self.ln_1(hidden))
