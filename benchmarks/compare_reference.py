@@ -51,6 +51,7 @@ REFERENCE_NAMES: dict[str, str] = {
     "synflow": "synflow",
     "logsynflow": "logsynflow",
     "eznas": "eznas",
+    "lpzero_gpt2_reference": "lpzero",
 }
 
 console = Console(width=None if sys.stdout.isatty() else 130)

@@ -24,7 +24,7 @@ EXPECTED = {
     "num_parameters", "nonembedding_parameters", "synaptic_diversity", "synaptic_saliency",
     "activation_distance", "jacobian_cosine", "head_importance", "head_confidence",
     "softmax_confidence", "grad_norm", "snip", "fisher", "grasp", "synflow", "logsynflow",
-    "eznas", "plain", "jacob_cov",
+    "eznas", "plain", "jacob_cov", "lpzero_gpt2_reference",
 }
 
 

@@ -285,6 +285,41 @@ class EZNAS(_WeightGradSum):
         return torch.sigmoid(logabsdet).abs()
 
 
+@BASELINES.register(
+    "lpzero_gpt2_reference",
+    description="the reference's searched GPT-2 proxy as its code computes it: mean_l [mean(W^2) + mean(softmax_dim0(G)^2)]",
+)
+class LPZeroGPT2Reference(BaselineProxy):
+    """The reference implementation's searched GPT-2 proxy, computed exactly as its code does.
+
+    Genotype ``['weight', 'grad'], [[3, 10], [11, 3], 0]`` of ``measures/lpzero.py``:
+    ``l1_norm(element_wise_pow(W))`` + ``element_wise_pow(softmax(G))``, joined by
+    ``element_wise_sum`` per layer and reduced by ``convert_to_float`` (mean over layers
+    of per-layer means). The reference's ``l1_norm`` is ``sum|x| / numel`` and its
+    ``softmax`` runs over dim 0 of the stored weight layout (for Conv1D: over the input
+    features, so each output column sums to 1): per layer ``mean(W**2) +
+    mean(softmax(G, dim=0)**2)``, averaged over ``taps.linears``. The right branch is
+    ~``1 / fan_in**2`` for the near-zero gradients of an untrained model, i.e. the proxy
+    mostly measures layer widths. The named formula ``lpzero_gpt2`` is the same genotype
+    in this package's operator semantics (whole-layer softmax, true L1 norm), which ranks
+    differently; this class exists to check the reference's scores.
+    Orientation: lower is better (the score falls as layers widen; the reference's own
+    scores correlate negatively with -perplexity too).
+    """
+
+    source = "Dong et al. 2024 (LPZero), reference measures/lpzero.py"
+    higher_is_better = False
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
+        per_layer = []
+        for module in taps.linears:
+            weight = module.weight.detach().double()
+            grad = _grad(module).double()
+            per_layer.append(float(weight.square().mean() + torch.softmax(grad, dim=0).square().mean()))
+        return sum(per_layer) / len(per_layer) if per_layer else math.nan
+
+
 # ----------------------------------------------------------------------------------------
 # activation / attention statistics (shared pass, forward hooks)
 # ----------------------------------------------------------------------------------------
