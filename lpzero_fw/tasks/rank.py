@@ -135,6 +135,7 @@ def _scatter(path: Path, scores, quality, rows, formulas, metric) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     names = [r["name"] for r in rows]
     cols = min(4, len(names))
@@ -149,9 +150,12 @@ def _scatter(path: Path, scores, quality, rows, formulas, metric) -> None:
         label = name if len(name) <= 36 else name[:33] + "..."
         ax.set_title(f"{label}\nτ={r['kendall_tau']:.3f} ρ={r['spearman_rho']:.3f}", fontsize=7)
         ax.tick_params(labelsize=6)
-        if np.nanmin(np.abs(values[ok]), initial=1.0) > 0 and np.nanmax(np.abs(values[ok]), initial=1.0) / max(
-            np.nanmin(np.abs(values[ok]), initial=1.0), 1e-300) > 1e3 and np.all(values[ok] > 0):
+        finite = values[ok]
+        if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 1e3:  # 3+ decades
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif finite.size:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useOffset=False)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.supylabel(f"oriented {metric}", fontsize=8)
