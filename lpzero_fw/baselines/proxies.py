@@ -576,9 +576,10 @@ class JacobianCosine(_InputJacobian):
     embedding module is needed. Same as the reference's GPT-2 code (``wpe.weight.grad`` after
     the LM-loss backward). A feature column with zero gradient has no cosine and is dropped.
     Measured (200 archs, WikiText-2 16x192): τ -0.351 vs the reference file's -0.227: both
-    negative (a wider model has more correlated Jacobian columns), ours more so; the
-    0.12 gap is not explained yet (same formula and tensor; the batches and the init draws
-    differ: WikiText-103 vs WikiText-2 text, the reference's own init code).
+    negative (a wider model has more correlated Jacobian columns), ours more so. Same
+    formula and tensor; the gap is measurement noise of a one-batch, one-init score: on
+    60 archs (WikiText-2 4x192) four seeds of batch and init give τ -0.102 / +0.020 /
+    -0.035 / -0.082, a spread (0.12) as large as the gap.
     Orientation: higher is better (less correlated Jacobian columns), as the reference ranked it.
     """
 
@@ -679,8 +680,8 @@ class SynFlow(BaselineProxy):
     """SynFlow (Tanaka et al. 2020, as a proxy in Abdelfattah et al. 2021): all parameters
     replaced by their absolute values, float64, a constant input, R = sum of the network
     output; score ``sum |W ⊙ dR/dW|`` over the linear layers. See ``_synflow_gradients``
-    for the LM input/output used. Measured (40 archs, WikiText-2 4x192): τ 0.84 vs the
-    reference file's 0.62; the gap comes from the output R (last block vs the reference's
+    for the LM input/output used. Measured (200 archs, WikiText-2 16x192): τ 0.815 vs the
+    reference file's 0.632; the gap comes from the output R (last block vs the reference's
     head-cluster logits through ln_f and the abs-valued tied embedding).
     Orientation: higher is better.
     """
@@ -725,10 +726,11 @@ class GraSP(BaselineProxy):
     reference ran the same forward twice, identical in eval mode).
     Orientation: lower is better — the reference's ranking script negates GraSP before
     ranking higher-is-better, i.e. it ranks by ``+W ⊙ Hg``.
-    Measured (40 archs, WikiText-2 4x192): τ 0.49 vs the reference file's 0.76. Not yet
-    explained: the reference scored models in train mode (dropout 0.1 active, different
-    init draws) on a 16x192 WikiText-103 batch; GraSP's Hessian term is the most
-    batch/noise-sensitive of the gradient proxies.
+    Measured (200 archs, WikiText-2 16x192): τ 0.612 vs the reference file's 0.758. The
+    gap is within GraSP's own seed noise: on 60 archs (WikiText-2 4x192) four seeds of
+    batch and init give τ 0.485 / 0.620 / 0.487 / 0.496 (spread 0.135). Train mode with
+    dropout and the reference's two separate forward passes does not close it (30 archs:
+    τ 0.545 vs 0.600 in eval mode).
     """
 
     source = "Wang et al. 2020 (ICLR), GraSP"
