@@ -181,7 +181,11 @@ def result_layers(proxy: Proxy, stats: ArchStats) -> int:
         rows = _layers(_chunks(stats, branch.input))
         scalar = any(getattr(UNARY_OPS.get(name), "reduces", False) for name in branch.ops)
         infos.append((rows, scalar))
-    left, right = infos
+    return _layers_after(*infos)
+
+
+def _layers_after(left: tuple[int, bool] | None, right: tuple[int, bool] | None) -> int:
+    """The rule of :func:`result_layers`; each side is ``(rows, reduced)`` or ``None`` if pruned."""
     if left is None or right is None:
         return (right if left is None else left)[0]
     if left[0] == right[0]:
@@ -245,13 +249,8 @@ class _BranchResult:
 
 def _result_layers(left: Any, right: Any) -> int:
     """:func:`result_layers` from two branch summaries (``_PRUNED`` or ``_BranchResult``)."""
-    if left is _PRUNED:
-        return right.layers
-    if right is _PRUNED or left.layers == right.layers:
-        return left.layers
-    if left.reduced and right.reduced:
-        return 1
-    return right.layers if left.reduced else left.layers
+    return _layers_after(None if left is _PRUNED else (left.layers, left.reduced),
+                         None if right is _PRUNED else (right.layers, right.reduced))
 
 
 _PRUNED = object()  # summary-cache marker of a branch removed by prune
