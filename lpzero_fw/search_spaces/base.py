@@ -9,6 +9,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from lpzero_fw.registry import LPZeroError
+
 
 @dataclass
 class Taps:
@@ -88,3 +90,21 @@ class SearchSpace(ABC):
         if k >= len(ids):
             return list(ids)
         return sorted(random.Random(seed).sample(ids, k), key=ids.index)
+
+    def split(self, holdout: float, seed: int) -> tuple[list[str], list[str]]:
+        """(search pool, held-out pool): a seeded partition of :meth:`arch_ids`.
+
+        ``round(holdout * size)`` ids go to the held-out pool, which a search never
+        scores, so its correlation there is out of sample. Both pools keep the
+        ``arch_ids`` order; the same ``seed`` always gives the same split, and
+        ``holdout=0`` gives ``(all ids, [])``.
+        """
+        holdout = float(holdout)
+        if not 0.0 <= holdout < 1.0:
+            raise LPZeroError(f"holdout={holdout} must lie in [0, 1): the fraction of architectures held out")
+        ids = self.arch_ids()
+        n_out = int(round(holdout * len(ids)))
+        if n_out == 0:
+            return list(ids), []
+        held = set(random.Random(f"split-{seed}").sample(ids, n_out))
+        return [a for a in ids if a not in held], [a for a in ids if a in held]
