@@ -106,7 +106,11 @@ class Registry(Generic[T]):
     def register(
         self, name: str, obj: T | None = None, *, description: str = "", override: bool = False
     ) -> Any:
-        """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
+        """Register ``obj`` under ``name``; without ``obj`` return a decorator.
+
+        A registered class gets ``name`` and ``description`` as class attributes
+        (the description defaults to the class's first docstring line).
+        """
         if obj is None:
             def decorator(target: T) -> T:
                 self.register(name, target, description=description, override=override)
@@ -120,9 +124,29 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} is already registered by {self._entries[name].origin}; "
                 f"pass override=True to replace it"
             )
+        if isinstance(obj, type):
+            description = self._set_identity(name, obj, description)
         description = description or _first_doc_line(obj)
         self._entries[name] = Entry(name, obj, description, _origin_of(obj) or PLUGINS.origin)
         return obj
+
+    def _set_identity(self, name: str, cls: type, description: str) -> str:
+        """Give a registered class its one identity: ``cls.name`` and ``cls.description``.
+
+        A class body that spells a different name (or a class registered under a
+        second name) is refused, so the registered name is the only one in use.
+        """
+        declared = cls.__dict__.get("name")
+        if declared is not None and declared != name:
+            raise RegistryError(
+                f"{self.kind} {name!r}: class {cls.__qualname__} already has the name {declared!r}; "
+                "registration sets the name, so drop the class attribute (or register a subclass)"
+            )
+        own = cls.__dict__.get("description")
+        description = description or (own if isinstance(own, str) else "") or _first_doc_line(cls)
+        cls.name = name
+        cls.description = description
+        return description
 
     # -- lookup -------------------------------------------------------------------
     def _ensure_loaded(self) -> None:

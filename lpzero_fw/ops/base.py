@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EPS = 1e-9  # guards divisions and logs; documented per operator
 
@@ -44,15 +47,56 @@ class Values:
         return self.x.mean(dim=1)
 
 
+#: what an op's output sign is: always >= 0, always <= 0, the operand's sign kept
+#: ("same"), the operand's sign flipped ("flipped"), or unknown ("any")
+Sign = Literal["nonneg", "nonpos", "same", "flipped", "any"]
+#: how an op's per-layer output mean relates to its operand's: always 0 ("zero"),
+#: 0 whenever the operand's is ("kept"), or unknown ("any")
+MeanFact = Literal["zero", "kept", "any"]
+#: how a binary op's result mean follows from the operands' per-layer means: their sum,
+#: their difference, their product (only with a per-layer-scalar operand), or not at all
+MeanKind = Literal["add", "sub", "mul"]
+
+
 class UnaryOp(ABC):
-    """A function of one layer population; never modifies its input tensors."""
+    """A function of one layer population; never modifies its input tensors.
+
+    ``name`` and ``description`` are set by registration (``@UNARY_OPS.register``).
+    The other class attributes are facts the op declares about itself; pruning rules
+    and the evaluator read them, so a plugin op that declares them is pruned and
+    scored exactly like a built-in one. The defaults claim nothing.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: True when the output is one scalar per layer (tensor -> scalar)
+    #: the output is one scalar per layer (tensor -> scalar)
     reduces: ClassVar[bool] = False
-    #: True when the op maps each value independently (tensor -> same-shape tensor)
+    #: each value is mapped on its own (tensor -> same-shape tensor)
     elementwise: ClassVar[bool] = True
+    #: uses per-layer statistics of the whole population (tensor -> same-shape
+    #: tensor); constant on a per-layer scalar
+    whole_layer: ClassVar[bool] = False
+    #: the output's sign (see :data:`Sign`)
+    output_sign: ClassVar[Sign] = "any"
+    #: the output's per-layer mean (see :data:`MeanFact`)
+    output_mean: ClassVar[MeanFact] = "any"
+    #: f(-x) == f(x): a sign-only op (``abs``, ``negate``) just before it changes nothing
+    sign_insensitive: ClassVar[bool] = False
+    #: changes only signs of values (|x|, -x)
+    sign_only: ClassVar[bool] = False
+    #: f(x) == x for x >= 0 (abs, relu): redundant on a non-negative operand
+    identity_on_nonneg: ClassVar[bool] = False
+    #: maps every value <= 0 to one constant (sqrt, log, relu): constant on a
+    #: non-positive operand
+    clips_nonpositive: ClassVar[bool] = False
+    #: f(f(x)) == f(x)
+    idempotent: ClassVar[bool] = False
+    #: ops this op undoes when applied right after them (log: ``("exp",)``)
+    inverse_of: ClassVar[tuple[str, ...]] = ()
+    #: ops whose output makes this op constant (mean after normalize: 0)
+    constant_after: ClassVar[tuple[str, ...]] = ()
+    #: the evaluator drops a branch that contains this op (``prune``)
+    removes_branch: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, v: Values) -> Values:
@@ -60,13 +104,34 @@ class UnaryOp(ABC):
 
 
 class BinaryOp(ABC):
-    """Joins two branch values row by row (same rows; scalars broadcast)."""
+    """Joins two branch values row by row (same rows; scalars broadcast).
+
+    ``name`` and ``description`` are set by registration (``@BINARY_OPS.register``);
+    the other class attributes are facts read by pruning rules and the evaluator.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: True when both operands must be same-shape tensors (no scalar broadcast)
+    #: how the result's mean follows from the operands' means (see :data:`MeanKind`);
+    #: ``None``: it does not, the evaluator needs the whole branch tensors
+    mean_kind: ClassVar[MeanKind | None] = None
+    #: two tensor operands must be element-wise aligned (same shape group); False
+    #: for an op defined between any two tensors
+    aligned_tensors: ClassVar[bool] = True
+    #: both operands must be tensors: with a per-layer-scalar operand the op is plain
+    #: scaling, a duplicate of ``product`` (matmul)
     needs_matching_tensors: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, a: Values, b: Values) -> Values:
         """Combine ``a`` and ``b``."""
+
+    @staticmethod
+    def row_means(
+        a_means: np.ndarray, b_means: np.ndarray, a_scalar: bool, b_scalar: bool
+    ) -> np.ndarray | None:
+        """The result's per-layer means from the operands' (``None``: not possible).
+
+        An optional fast path of the evaluator; the default declines.
+        """
+        return None

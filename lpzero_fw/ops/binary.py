@@ -15,16 +15,15 @@ operand the product ``s · a`` of a 1×1 matrix is scalar multiplication, so
 ``matmul`` then equals ``product`` (the static rule ``scalar_matmul`` rejects such
 proxies as duplicates).
 
-Fast-path hooks used by :class:`~lpzero_fw.proxy.evaluate.Evaluator` (optional for
-plugin operators): ``mean_kind`` (``"add"``, ``"sub"``, ``"mul"``) says the mean of
+Fast-path facts declared on :class:`~lpzero_fw.ops.base.BinaryOp` and read by
+:class:`~lpzero_fw.proxy.evaluate.Evaluator` (a plugin operator may keep the
+defaults): ``mean_kind`` (``"add"``, ``"sub"``, ``"mul"``) says the mean of
 the result follows from the operands' per-layer means (``mul``: only when one
 operand is a per-layer scalar); ``row_means(a_means, b_means, a_scalar, b_scalar)``
 computes the result's per-layer means from the operands' (numpy arrays), or returns
 ``None`` when that is not possible (product/matmul of two tensors).
 """
 from __future__ import annotations
-
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,10 +34,6 @@ from lpzero_fw.registry import BINARY_OPS
 
 class OperandMismatch(ValueError):
     """The operands' shapes do not allow this binary op (the proxy is invalid)."""
-
-
-def _is_scalar(v: Values) -> bool:
-    return v.x.shape[1] == 1 and bool(torch.all(v.n == 1))
 
 
 def _check_rows(a: Values, b: Values) -> None:
@@ -54,15 +49,13 @@ def _check_tensors(a: Values, b: Values) -> None:
 
 
 class _Elementwise(BinaryOp):
-    needs_matching_tensors: ClassVar[bool] = False
-
     @staticmethod
     def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def __call__(self, a: Values, b: Values) -> Values:
         _check_rows(a, b)
-        a_scalar, b_scalar = _is_scalar(a), _is_scalar(b)
+        a_scalar, b_scalar = a.is_scalar, b.is_scalar
         if not (a_scalar or b_scalar):
             _check_tensors(a, b)
         n = b.n if a_scalar else a.n
@@ -73,9 +66,7 @@ class _Elementwise(BinaryOp):
 class Sum(_Elementwise):
     """a + b."""
 
-    name = "sum"
     mean_kind = "add"
-    description = "element-wise a + b"
 
     @staticmethod
     def fn(a, b):
@@ -90,9 +81,7 @@ class Sum(_Elementwise):
 class Difference(_Elementwise):
     """a - b."""
 
-    name = "difference"
     mean_kind = "sub"
-    description = "element-wise a - b"
 
     @staticmethod
     def fn(a, b):
@@ -107,9 +96,7 @@ class Difference(_Elementwise):
 class Product(_Elementwise):
     """a * b (Hadamard product)."""
 
-    name = "product"
     mean_kind = "mul"
-    description = "element-wise a * b"
 
     @staticmethod
     def fn(a, b):
@@ -125,15 +112,13 @@ class Product(_Elementwise):
 class Matmul(BinaryOp):
     """Row vector · column vector: sum_i a_i b_i = n * mean(a * b) per layer."""
 
-    name = "matmul"
-    description = "inner product of the flattened layers (sum of a_i * b_i)"
     needs_matching_tensors = True
     mean_kind = "mul"
 
     def __call__(self, a: Values, b: Values) -> Values:
         _check_rows(a, b)
-        if _is_scalar(a) or _is_scalar(b):  # 1x1 matrix times a vector: scaling
-            return Values(a.x * b.x, b.n if _is_scalar(a) else a.n)
+        if a.is_scalar or b.is_scalar:  # 1x1 matrix times a vector: scaling
+            return Values(a.x * b.x, b.n if a.is_scalar else a.n)
         _check_tensors(a, b)
         inner = a.n.to(a.x.dtype).reshape(-1) * (a.x * b.x).mean(dim=1)
         col = inner.reshape(-1, 1)

@@ -39,6 +39,11 @@ Implementation note: ops may work in place on temporaries they allocated
 themselves (fewer allocations matter for the search's throughput), never on their
 input.
 
+Each operator declares what pruning rules need to know about it (output sign,
+idempotence, which op it inverts, ...) as class attributes of
+:class:`~lpzero_fw.ops.base.UnaryOp`; its name and description come from its
+registration.
+
 Overflow is not clamped: ``exp`` of a large value and ``square`` of a huge one are
 ``inf``, and non-finite values propagate to the score, where the dynamic pruning
 rule ``non_finite_score`` rejects the proxy. Only ``prune`` is special: it removes
@@ -112,8 +117,8 @@ class _Reduction(UnaryOp):
 class Log(_Elementwise):
     """log(max(x, EPS)): non-positive values map to log(EPS) ≈ -20.7."""
 
-    name = "log"
-    description = "element-wise log(max(x, 1e-9))"
+    clips_nonpositive = True
+    inverse_of = ("exp",)
 
     @staticmethod
     def fn(x):
@@ -124,8 +129,8 @@ class Log(_Elementwise):
 class AbsLog(_Elementwise):
     """log(|x| + EPS)."""
 
-    name = "abs_log"
-    description = "element-wise log(|x| + 1e-9)"
+    sign_insensitive = True
+    inverse_of = ("exp",)
 
     @staticmethod
     def fn(x):
@@ -136,8 +141,11 @@ class AbsLog(_Elementwise):
 class Abs(_Elementwise):
     """|x|."""
 
-    name = "abs"
-    description = "element-wise absolute value"
+    output_sign = "nonneg"
+    sign_insensitive = True
+    sign_only = True
+    identity_on_nonneg = True
+    idempotent = True
 
     @staticmethod
     def fn(x):
@@ -148,8 +156,8 @@ class Abs(_Elementwise):
 class Square(_Elementwise):
     """x**2 (the reference's element_wise_pow)."""
 
-    name = "square"
-    description = "element-wise x**2"
+    output_sign = "nonneg"
+    sign_insensitive = True
 
     @staticmethod
     def fn(x):
@@ -160,8 +168,8 @@ class Square(_Elementwise):
 class Exp(_Elementwise):
     """exp(x); overflows to inf, which the dynamic rules reject."""
 
-    name = "exp"
-    description = "element-wise exp(x), overflow gives inf"
+    output_sign = "nonneg"
+    inverse_of = ("log",)
 
     @staticmethod
     def fn(x):
@@ -177,10 +185,11 @@ class Exp(_Elementwise):
 class Normalize(UnaryOp):
     """(x - mean) / (std + EPS) with the layer's population mean/std estimates."""
 
-    name = "normalize"
-    description = "per-layer (x - mean) / (std + 1e-9)"
     reduces = False
     elementwise = False
+    whole_layer = True
+    output_mean = "zero"
+    idempotent = True
 
     def __call__(self, v):
         var, mean = _var_mean(v)
@@ -191,8 +200,10 @@ class Normalize(UnaryOp):
 class Relu(_Elementwise):
     """max(x, 0)."""
 
-    name = "relu"
-    description = "element-wise max(x, 0)"
+    output_sign = "nonneg"
+    identity_on_nonneg = True
+    clips_nonpositive = True
+    idempotent = True
 
     @staticmethod
     def fn(x):
@@ -203,8 +214,8 @@ class Relu(_Elementwise):
 class Invert(_Elementwise):
     """1 / (x + copysign(EPS, x)): sign-preserving guard, 0 -> 1e9."""
 
-    name = "invert"
-    description = "element-wise 1 / (x + copysign(1e-9, x))"
+    output_sign = "same"
+    inverse_of = ("invert",)
 
     @staticmethod
     def fn(x):
@@ -215,8 +226,8 @@ class Invert(_Elementwise):
 class FrobeniusNorm(_Reduction):
     """sqrt(n * mean(x**2)) per layer."""
 
-    name = "frobenius_norm"
-    description = "per-layer sqrt(sum of x**2)"
+    output_sign = "nonneg"
+    sign_insensitive = True
 
     def __call__(self, v):
         k = v.x.shape[1]
@@ -228,8 +239,8 @@ class FrobeniusNorm(_Reduction):
 class NormalizedSum(_Reduction):
     """sum(x) / n, estimated by mean(x) (same function as ``mean``)."""
 
-    name = "normalized_sum"
-    description = "per-layer sum / numel (the mean)"
+    output_sign = "same"
+    constant_after = ("normalize",)
 
     def __call__(self, v):
         return _scalar(v.x.mean(dim=1))
@@ -239,8 +250,9 @@ class NormalizedSum(_Reduction):
 class L1Norm(_Reduction):
     """n * mean(|x|) per layer: the true L1 norm (the reference uses mean |x|)."""
 
-    name = "l1_norm"
-    description = "per-layer sum of |x| (true L1 norm)"
+    output_sign = "nonneg"
+    sign_insensitive = True
+    constant_after = ("softmax",)
 
     def __call__(self, v):
         return _scalar(v.x.abs().mean(dim=1) * v.n.to(v.x.dtype).reshape(-1))
@@ -250,10 +262,10 @@ class L1Norm(_Reduction):
 class Softmax(UnaryOp):
     """exp(x_i) / (n * mean(exp(x))), computed after subtracting the row max."""
 
-    name = "softmax"
-    description = "softmax over each whole layer"
     reduces = False
     elementwise = False
+    whole_layer = True
+    output_sign = "nonneg"
 
     def __call__(self, v):
         # = softmax over the k samples * k / n; torch's fused kernel is ~5x faster than
@@ -265,8 +277,7 @@ class Softmax(UnaryOp):
 class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x))."""
 
-    name = "sigmoid"
-    description = "element-wise logistic sigmoid"
+    output_sign = "nonneg"
 
     @staticmethod
     def fn(x):
@@ -277,10 +288,10 @@ class Sigmoid(_Elementwise):
 class LogSoftmax(UnaryOp):
     """x_i - max - log(n * mean(exp(x - max)))."""
 
-    name = "log_softmax"
-    description = "log-softmax over each whole layer"
     reduces = False
     elementwise = False
+    whole_layer = True
+    output_sign = "nonpos"
 
     def __call__(self, v):
         # = log_softmax over the k samples - log(n / k) (fused kernel, see Softmax)
@@ -291,8 +302,8 @@ class LogSoftmax(UnaryOp):
 class Sqrt(_Elementwise):
     """sqrt(max(x, 0)): negative values map to 0."""
 
-    name = "sqrt"
-    description = "element-wise sqrt(max(x, 0))"
+    output_sign = "nonneg"
+    clips_nonpositive = True
 
     @staticmethod
     def fn(x):
@@ -307,8 +318,10 @@ class Sqrt(_Elementwise):
 class Negate(_Elementwise):
     """-x (the reference's element_wise_revert)."""
 
-    name = "negate"
-    description = "element-wise -x"
+    output_sign = "flipped"
+    output_mean = "kept"
+    sign_only = True
+    inverse_of = ("negate",)
 
     @staticmethod
     def fn(x):
@@ -319,10 +332,11 @@ class Negate(_Elementwise):
 class MinMaxNormalize(UnaryOp):
     """(x - min) / (max - min + EPS) with the sample's row min and max."""
 
-    name = "min_max_normalize"
-    description = "per-layer (x - min) / (max - min + 1e-9)"
     reduces = False
     elementwise = False
+    whole_layer = True
+    output_sign = "nonneg"
+    idempotent = True
 
     def __call__(self, v):
         lo = v.x.amin(dim=1, keepdim=True)  # (torch.aminmax is slower here)
@@ -334,8 +348,8 @@ class MinMaxNormalize(UnaryOp):
 class Mean(_Reduction):
     """mean(x) per layer (the reference's to_mean_scalar)."""
 
-    name = "mean"
-    description = "per-layer mean"
+    output_sign = "same"
+    constant_after = ("normalize",)
 
     def __call__(self, v):
         return _scalar(v.x.mean(dim=1))
@@ -345,8 +359,8 @@ class Mean(_Reduction):
 class Std(_Reduction):
     """Population std estimate per layer (see the module docstring)."""
 
-    name = "std"
-    description = "per-layer population standard deviation"
+    output_sign = "nonneg"
+    constant_after = ("normalize",)
 
     def __call__(self, v):
         return _scalar(torch.sqrt(_population_var(v)))
@@ -356,8 +370,8 @@ class Std(_Reduction):
 class NoOp(_Elementwise):
     """x (returns new Values sharing nothing mutable with the caller's)."""
 
-    name = "no_op"
-    description = "identity"
+    output_sign = "same"
+    output_mean = "kept"
 
     @staticmethod
     def fn(x):
@@ -372,12 +386,9 @@ class Prune(UnaryOp):
     alone; both branches pruned is invalid. Called directly it is the identity.
     """
 
-    name = "prune"
-    description = "removes the branch (the binary op returns the other branch)"
-    reduces = False
-    elementwise = True
-    #: evaluators drop a branch that contains an op with this flag
-    removes_branch: ClassVar[bool] = True
+    output_sign = "same"
+    output_mean = "kept"
+    removes_branch = True
 
     def __call__(self, v):
         return Values(v.x, v.n)

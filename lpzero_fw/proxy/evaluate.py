@@ -76,7 +76,7 @@ def _unary(name: str):
 
 
 def _removes(ops: Iterable[str]) -> bool:
-    return any(getattr(UNARY_OPS.get(op), "removes_branch", False) for op in ops)
+    return any(UNARY_OPS.get(op).removes_branch for op in ops)
 
 
 def _chunks(stats: ArchStats, symbol: str) -> Sequence[Values]:
@@ -179,7 +179,7 @@ def result_layers(proxy: Proxy, stats: ArchStats) -> int:
             infos.append(None)
             continue
         rows = _layers(_chunks(stats, branch.input))
-        scalar = any(getattr(UNARY_OPS.get(name), "reduces", False) for name in branch.ops)
+        scalar = any(UNARY_OPS.get(name).reduces for name in branch.ops)
         infos.append((rows, scalar))
     return _layers_after(*infos)
 
@@ -460,7 +460,7 @@ class Evaluator:
         for op in ops:
             flag = self._prunes.get(op)
             if flag is None:
-                flag = self._prunes[op] = bool(getattr(UNARY_OPS.get(op), "removes_branch", False))
+                flag = self._prunes[op] = bool(UNARY_OPS.get(op).removes_branch)
             if flag:
                 return True
         return False
@@ -487,7 +487,7 @@ class Evaluator:
 
     def _binary_op(self, name: str) -> tuple:
         op = BINARY_OPS.get(name)()
-        entry = self._binary[name] = (op, getattr(op, "mean_kind", None), getattr(op, "row_means", None))
+        entry = self._binary[name] = (op, op.mean_kind, op.row_means)
         return entry
 
     def _unary_op(self, name: str):

@@ -10,18 +10,22 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from lpzero_fw.proxy.formula import LAYER_REDUCTIONS, Branch, Proxy
-from lpzero_fw.registry import BINARY_OPS, STATS, UNARY_OPS, LPZeroError, Registry
+from lpzero_fw.formula.genotype import LAYER_REDUCTIONS, Branch, Proxy
+from lpzero_fw.registry import BINARY_OPS, CORE_ORIGIN, STATS, UNARY_OPS, LPZeroError, Registry
 
 
-def _choices(values: Iterable[str] | None, registry: Registry, key: str) -> tuple[str, ...]:
-    if values is None:
+def _choices(values: Iterable[str] | str | None, registry: Registry, key: str) -> tuple[str, ...]:
+    """Names chosen for ``search.<key>``: ``None``/``"core"`` = the built-in components,
+    ``"all"`` = every registered one (installed plugins' included), else a list."""
+    if values is None or values == "core":
+        return tuple(e.name for e in registry.entries() if e.origin == CORE_ORIGIN)
+    if values == "all":
         return tuple(registry.names())
     if isinstance(values, str):
         values = (values,)
     chosen = tuple(dict.fromkeys(values))  # de-duplicated, order kept
     if not chosen:
-        raise LPZeroError(f"search.{key} is empty; choose from: {', '.join(registry.names())}")
+        raise LPZeroError(f"search.{key} is empty; choose from: {', '.join(registry.names())} (or core / all)")
     for name in chosen:
         if name not in registry:
             raise LPZeroError(f"search.{key}: {registry.unknown_message(name)}")
@@ -31,15 +35,17 @@ def _choices(values: Iterable[str] | None, registry: Registry, key: str) -> tupl
 class ProxySpace:
     """All proxies ``binary(u_n(...u_1(X)), v_n(...v_1(Y)))`` over the given choices.
 
-    ``inputs``: statistic symbols; ``unary`` / ``binary``: operator names (``None`` =
-    every registered one, plugins included); ``n_unary``: ops per branch (>= 1).
+    ``inputs``: statistic symbols; ``unary`` / ``binary``: operator names. Each may be
+    a list, ``"core"`` (the built-in components; ``None`` means the same) or ``"all"``
+    (plugins' components too), so an installed plugin never changes a default search:
+    its components join when named. ``n_unary``: ops per branch (>= 1).
     """
 
     def __init__(
         self,
-        inputs: Iterable[str] = ("A", "J", "G", "H", "W", "S"),
-        unary: Iterable[str] | None = None,
-        binary: Iterable[str] | None = None,
+        inputs: Iterable[str] | str | None = ("A", "J", "G", "H", "W", "S"),
+        unary: Iterable[str] | str | None = None,
+        binary: Iterable[str] | str | None = None,
         n_unary: int = 2,
         layers: Iterable[str] = ("mean",),
     ) -> None:
@@ -61,6 +67,20 @@ class ProxySpace:
             f"ProxySpace(inputs={self.inputs}, unary={len(self.unary)} ops, "
             f"binary={self.binary}, n_unary={self.n_unary})"
         )
+
+    def describe(self) -> dict:
+        """The components this space draws from, each with its origin (``core`` or the
+        plugin's distribution and version), for result.json and the config digest."""
+        def origins(names: tuple[str, ...], registry: Registry) -> dict[str, str]:
+            return {name: registry.entry(name).origin for name in names}
+
+        return {
+            "inputs": origins(self.inputs, STATS),
+            "unary": origins(self.unary, UNARY_OPS),
+            "binary": origins(self.binary, BINARY_OPS),
+            "n_unary": self.n_unary,
+            "layers": list(self.layers),
+        }
 
     def size(self) -> int:
         """Number of distinct proxies (genotypes) in the space."""

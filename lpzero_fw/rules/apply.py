@@ -5,52 +5,56 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lpzero_fw.proxy.formula import Proxy
-from lpzero_fw.registry import RULES, LPZeroError
+from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.registry import CORE_ORIGIN, RULES, LPZeroError
 from lpzero_fw.rules.base import PruningRule
 
 
 class RuleSet:
-    """The active rules: ``"all"`` (every registered rule), ``"none"`` or a list of names.
+    """The active rules: ``"core"`` (the built-in rules), ``"all"`` (every registered
+    rule, plugins' included), ``"none"`` or a list of names.
 
     ``static_reject(proxy)`` / ``dynamic_reject(scores)`` return the name of the first
     active rule (registry order by name, static and dynamic separately) that rejects,
-    or ``None``; ``counts[name]`` counts each rule's rejections.
+    or ``None``; ``counts[name]`` counts each rule's rejections under its registered name.
     """
 
-    def __init__(self, names: str | Iterable[str] | None = "all") -> None:
+    def __init__(self, names: str | Iterable[str] | None = "core") -> None:
         if names is None or (isinstance(names, str) and names == "none"):
             chosen: list[str] = []
         elif isinstance(names, str) and names == "all":
             chosen = RULES.names()
+        elif isinstance(names, str) and names == "core":
+            chosen = [e.name for e in RULES.entries() if e.origin == CORE_ORIGIN]
         elif isinstance(names, str):
             chosen = [names]
         else:
             chosen = list(dict.fromkeys(str(n) for n in names))
-        self.rules: list[PruningRule] = []
         for name in chosen:
             if name not in RULES:
-                raise LPZeroError(f"pruning.rules: {RULES.unknown_message(name)} (or 'all' / 'none')")
-            self.rules.append(RULES.get(name)())
-        self.static_rules = [r for r in self.rules if r.stage == "static"]
-        self.dynamic_rules = [r for r in self.rules if r.stage == "dynamic"]
-        self.static_names = frozenset(r.name for r in self.static_rules)
-        self.dynamic_names = frozenset(r.name for r in self.dynamic_rules)
-        self.counts: dict[str, int] = {r.name: 0 for r in self.rules}
+                raise LPZeroError(f"pruning.rules: {RULES.unknown_message(name)} (or 'core' / 'all' / 'none')")
+        self.names: list[str] = chosen
+        self.rules: list[PruningRule] = [RULES.get(name)() for name in chosen]
+        named = list(zip(chosen, self.rules))
+        self.static_rules = [(name, r) for name, r in named if r.stage == "static"]
+        self.dynamic_rules = [(name, r) for name, r in named if r.stage == "dynamic"]
+        self.static_names = frozenset(name for name, _ in self.static_rules)
+        self.dynamic_names = frozenset(name for name, _ in self.dynamic_rules)
+        self.counts: dict[str, int] = {name: 0 for name in chosen}
 
-    @property
-    def names(self) -> list[str]:
-        return [r.name for r in self.rules]
+    def describe(self) -> dict[str, str]:
+        """Active rule -> origin (``core`` or the plugin's distribution), for result.json."""
+        return {name: RULES.entry(name).origin for name in self.names}
 
     def __repr__(self) -> str:
         return f"RuleSet({self.names})"
 
     def static_reject(self, proxy: Proxy) -> str | None:
         """Name of the first static rule rejecting ``proxy`` (counted), else None."""
-        for rule in self.static_rules:
+        for name, rule in self.static_rules:
             if rule.rejects(proxy):
-                self.counts[rule.name] += 1
-                return rule.name
+                self.counts[name] += 1
+                return name
         return None
 
     def dynamic_reject(self, scores: Any) -> str | None:
@@ -60,10 +64,10 @@ class RuleSet:
         values = scores
         if not (isinstance(scores, np.ndarray) and scores.dtype == np.float64 and scores.ndim == 1):
             values = np.asarray(scores, dtype=np.float64).reshape(-1)
-        for rule in self.dynamic_rules:
+        for name, rule in self.dynamic_rules:
             if rule.rejects(values):
-                self.counts[rule.name] += 1
-                return rule.name
+                self.counts[name] += 1
+                return name
         return None
 
     def reset_counts(self) -> None:

@@ -38,8 +38,6 @@ def _array(scores) -> np.ndarray:
 class NonFiniteScore(PruningRule):
     """Some architecture's score is nan or ±inf."""
 
-    name = "non_finite_score"
-    description = "a score is nan or infinite"
     stage = "dynamic"
     example = [0.5, float("nan")]
     near_miss = [0.5, 1e20]
@@ -52,8 +50,6 @@ class NonFiniteScore(PruningRule):
 class ConstantScores(PruningRule):
     """At least 3 scores so far, all equal up to a relative tolerance of 1e-6."""
 
-    name = "constant_scores"
-    description = f"at least {MIN_SCORES} scores, all equal up to relative tolerance {RTOL}"
     stage = "dynamic"
     example = [2.0, 2.0, 2.0]
     near_miss = [2.0, 2.0, 2.001]
@@ -72,8 +68,6 @@ class ConstantScores(PruningRule):
 class HugeMagnitude(PruningRule):
     """|score| > 1e30 (near float32 overflow)."""
 
-    name = "huge_magnitude"
-    description = f"a score exceeds {MAX_MAGNITUDE:g} in absolute value (near float32 overflow)"
     stage = "dynamic"
     example = [1.0, -3e31]
     near_miss = [1.0, -3e29]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lpzero_fw.ops.base import Values
-from lpzero_fw.registry import LPZeroError
+from lpzero_fw.registry import STATS, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace
 from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, extract_raw, summarize
 
@@ -234,22 +234,11 @@ def split_batch(batch: dict) -> list[dict]:
 def merge_halves(parts: list[dict]) -> dict:
     """Statistics of the whole batch from its two halves.
 
-    Per-sample inputs (A, H, S, J) are concatenated along the batch dimension; J is
-    halved because each half's mean loss weights its samples twice. Gradients are
-    averaged (the loss is a mean over the batch), weights are identical.
+    Each input merges as its extractor declares (``StatExtractor.merge``): per-sample
+    inputs are concatenated along the batch dimension, J also halved (each half's
+    mean loss weights its samples twice), gradients averaged, weights kept.
     """
-    merged = {}
-    for symbol in parts[0]:
-        a, b = parts[0][symbol], parts[1][symbol]
-        if symbol == "W":
-            merged[symbol] = a
-        elif symbol == "G":
-            merged[symbol] = [(x + y) / 2 for x, y in zip(a, b)]
-        elif symbol == "J":
-            merged[symbol] = [torch.cat([x, y]) / 2 for x, y in zip(a, b)]
-        else:
-            merged[symbol] = [torch.cat([x, y]) for x, y in zip(a, b)]
-    return merged
+    return {symbol: STATS.get(symbol).merge_halves(parts[0][symbol], parts[1][symbol]) for symbol in parts[0]}
 
 
 class LazyStats(Mapping):

@@ -45,21 +45,19 @@ class _OutputHook(StatExtractor):
 
 @STATS.register("A", description="activations: output of each block's feed-forward non-linearity")
 class Activations(_OutputHook):
-    symbol = "A"
     shape_group = "A"
     tap_field = "activations"
 
 
 @STATS.register("H", description="heads: per-head attention outputs before the output projection")
 class Heads(_OutputHook):
-    symbol = "H"
     shape_group = "H"
     tap_field = "heads"
 
 
 @STATS.register("S", description="softmax: attention probabilities of each layer")
 class Softmax(_OutputHook):
-    symbol = "S"
+    nonnegative = True
     shape_group = "S"
     tap_field = "softmax"
 
@@ -73,7 +71,7 @@ class Jacobians(StatExtractor):
     backward, so no extra pass is needed.
     """
 
-    symbol = "J"
+    merge = "concat_halved"
     shape_group = "J"
 
     def __init__(self) -> None:
@@ -110,7 +108,7 @@ class Jacobians(StatExtractor):
 
 @STATS.register("W", description="weights of each Linear/Conv1D layer")
 class Weights(StatExtractor):
-    symbol = "W"
+    merge = "same"
     shape_group = "weight"
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
@@ -119,7 +117,7 @@ class Weights(StatExtractor):
 
 @STATS.register("G", description="gradients of each Linear/Conv1D weight after the loss backward")
 class Gradients(StatExtractor):
-    symbol = "G"
+    merge = "mean"
     shape_group = "weight"
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:

@@ -135,11 +135,17 @@ def prefetch_sharded(fabric, store: StatsStore, arch_ids: list[str]) -> bool:
     return fabric.global_rank == 0
 
 
-def config_digest(cfg: DictConfig) -> str:
-    """Hash of everything that determines results (not logging or output paths)."""
+def config_digest(cfg: DictConfig, components: dict | None = None) -> str:
+    """Hash of everything that determines results (not logging or output paths).
+
+    ``components``: the resolved components with their origins (plugin versions),
+    which the config alone does not pin (e.g. ``search.unary=all``).
+    """
     data = to_dict(cfg)
     for key in ("logger", "hydra", "resume"):
         data.pop(key, None)
+    if components is not None:
+        data["components"] = components
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

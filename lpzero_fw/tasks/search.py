@@ -50,13 +50,14 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     n_archs = int(cfg.search.n_archs)
     proxy_space = ProxySpace(
-        inputs=tuple(cfg.search.inputs),
-        unary=None if cfg.search.unary is None else tuple(cfg.search.unary),
-        binary=None if cfg.search.binary is None else tuple(cfg.search.binary),
+        inputs=cfg.search.inputs,  # a list, "core" or "all" (plugins join only when named)
+        unary=cfg.search.unary,
+        binary=cfg.search.binary,
         n_unary=int(cfg.search.n_unary),
         layers=tuple(cfg.search.get("layers") or ("mean",)),
     )
     rules = RuleSet(to_dict(cfg.pruning.rules))
+    components = {**proxy_space.describe(), "rules": rules.describe()}  # with origins: digest + result
     build_strategy(cfg, proxy_space, None)  # strategy.* errors now, not after the slow statistics
     space = build_space(cfg)
     all_ids = space.arch_ids()
@@ -64,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
         raise LPZeroError(
             f"search.n_archs={n_archs} must lie between 2 and the benchmark size {len(all_ids)}"
         )
-    digest = config_digest(cfg)
+    digest = config_digest(cfg, components)
     fabric = build_fabric(cfg)
     store = build_store(cfg, space, fabric)
     arch_ids = space.sample(n_archs, int(cfg.seed))
@@ -80,7 +81,8 @@ def run(cfg: DictConfig) -> dict:
         scorer = ProxyScorer(stats, quality, rules)
         strategy = build_strategy(cfg, proxy_space, scorer.static_ok)
         history: list[dict] = []
-        ckpt = checkpoint.Checkpointer(out, digest, to_dict(cfg), every=int(cfg.search.checkpoint_every))
+        ckpt = checkpoint.Checkpointer(out, digest, {**to_dict(cfg), "components": components},
+                                       every=int(cfg.search.checkpoint_every))
         resumed = ckpt.restore(cfg.get("resume"), strategy, scorer, history)
         search_start = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
         _evolve(strategy, scorer, arch_ids, history, tracker, ckpt, search_start)
@@ -121,6 +123,7 @@ def run(cfg: DictConfig) -> dict:
             "proxies_scored": scorer.scored,
             "evaluations": scorer.evaluations,
             "rejected": dict(sorted(scorer.rejected.items())),
+            "components": components,
             "top": _top(strategy),
             "skipped_archs": sorted(store.skipped),
             "config_digest": digest,

@@ -14,7 +14,7 @@ from torch import nn
 
 from lpzero_fw.baselines.base import BaselineProxy
 from lpzero_fw.ops.base import UnaryOp, Values
-from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.formula.genotype import Proxy
 from lpzero_fw.registry import BASELINES, RULES, UNARY_OPS
 from lpzero_fw.rules.base import PruningRule
 from lpzero_fw.search_spaces.base import Batch, Taps

@@ -1,0 +1,41 @@
+"""The proxy genotype: two branches (input symbol + unary chain) joined by a binary op."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Branch:
+    """An input symbol (A, J, G, H, W, S) followed by unary ops, innermost first."""
+
+    input: str
+    ops: tuple[str, ...]
+
+
+#: how per-layer values become one score: "mean" over layers (the paper's rule) or
+#: "sum" over layers (keeps depth: a 16-layer model adds up 16 layers' values)
+LAYER_REDUCTIONS = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """``binary(left, right)``; prints as a formula that :func:`parse` reads back.
+
+    ``layers="sum"`` prints as ``layer_sum(binary(left, right))``.
+    """
+
+    left: Branch
+    right: Branch
+    binary: str
+    layers: str = "mean"
+
+    def __str__(self) -> str:
+        text = f"{self.binary}({_branch_str(self.left)}, {_branch_str(self.right)})"
+        return text if self.layers == "mean" else f"layer_{self.layers}({text})"
+
+
+def _branch_str(branch: Branch) -> str:
+    text = branch.input
+    for op in branch.ops:
+        text = f"{op}({text})"
+    return text
