@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,95 @@ def test_search_uses_plugin_operator_rule_and_config(plugin_site, tmp_path, stat
     assert out["iterations"] == 40  # the plugin's strategy preset was selected
     cfg = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
     assert "example.cube" in cfg and "example.no_cube_of_exp" in cfg
+    # result.json says which components shaped the search, and where each came from
+    components = out["components"]
+    assert components["unary"]["example.cube"] == "lpzero-fw-example 0.1.0"
+    assert components["unary"]["square"] == "core" and components["inputs"]["W"] == "core"
+    assert components["rules"] == {"example.no_cube_of_exp": "lpzero-fw-example 0.1.0", "non_finite_score": "core"}
+
+
+def test_installed_plugin_does_not_change_a_default_search(plugin_site, tmp_path, stats_cache):
+    """With the plugin installed, the default run searches the core components only."""
+    result = run_cli(
+        "strategy.iterations=5", "strategy.population=4", "search.n_archs=8", "logger=none",
+        f"cache.dir={stats_cache}", f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONPATH": str(plugin_site)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "run" / "result.json").read_text())
+    components = out["components"]
+    for kind in ("inputs", "unary", "binary", "rules"):
+        assert components[kind] and set(components[kind].values()) == {"core"}, kind
+    assert "example." not in out["best_proxy"]
+
+
+def _in_plugin_env(plugin_site, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter that has the example plugin installed."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(plugin_site)}, cwd=REPO,
+    )
+
+
+def test_plugin_op_declaring_itself_the_inverse_of_exp_is_pruned_like_log(plugin_site):
+    result = _in_plugin_env(plugin_site, """
+        from lpzero_fw import parse
+        from lpzero_fw.proxy.space import ProxySpace
+        from lpzero_fw.rules.apply import RuleSet
+
+        rules = RuleSet("core")
+        for template, verdict in [("sum({}(exp(W)), square(G))", "cancelling_pair"),
+                                  ("sum({}(negate(S)), square(G))", "domain_conflict"),
+                                  ("sum({}(abs(W)), square(G))", None)]:
+            for op in ("log", "example.log2"):
+                got = rules.static_reject(parse(template.format(op)))
+                assert got == verdict, (template, op, got)
+        assert rules.counts["cancelling_pair"] == 2 and rules.counts["domain_conflict"] == 2
+        # plugin components join only when named, or with an explicit "all"
+        assert "example.log2" not in ProxySpace().unary and "example.log2" in ProxySpace(unary="all").unary
+        assert "example.no_cube_of_exp" not in RuleSet("core").names
+        assert "example.no_cube_of_exp" in RuleSet("all").names
+        print("ok")
+    """)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_plugin_statistic_merges_correctly_after_a_split_retry(plugin_site, data_root):
+    """An out-of-memory retry in two half batches gives the plugin input's full-batch values."""
+    result = _in_plugin_env(plugin_site, f"""
+        import warnings
+        import torch
+        from lpzero_fw import SEARCH_SPACES
+        from lpzero_fw.stats import cache
+
+        space = SEARCH_SPACES.get("gpt2")(benchmark={str(data_root / "random_GPT2_wt103")!r},
+                                          data={{"name": "synthetic", "batch_size": 4, "seq_len": 32, "seed": 0}})
+        arch = space.arch_ids()[0]
+        store = cache.StatsStore(space, enabled=False)
+        whole = cache.extract_raw(space, arch, store.batch)
+        real, calls = cache.extract_raw, []
+
+        def out_of_memory_once(*args, **kwargs):
+            calls.append(args[2])
+            if len(calls) == 1:
+                raise RuntimeError("out of memory (simulated)")
+            return real(*args, **kwargs)
+
+        cache.extract_raw = out_of_memory_once
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            merged = store._extract_with_retry(arch)
+        assert len(calls) == 3 and next(iter(calls[1].values())).shape[0] == 2  # two half batches
+        assert set(merged) == set(whole) and "example.GB" in merged
+        for symbol in ("example.GB", "G", "J", "W", "A"):
+            assert len(merged[symbol]) == len(whole[symbol]) > 0, symbol
+            for got, want in zip(merged[symbol], whole[symbol]):
+                assert got.shape == want.shape, (symbol, got.shape, want.shape)
+                err = float((got - want).norm() / want.norm().clamp(min=1e-30))
+                assert err < 1e-4, (symbol, err)
+        print("ok")
+    """)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
 def test_formula_with_missing_plugin_operator_is_one_line_error(tmp_path):

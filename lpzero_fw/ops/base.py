@@ -103,6 +103,13 @@ class UnaryOp(ABC):
         """Apply to every row of ``v`` and return new Values."""
 
 
+class OperandMismatch(ValueError):
+    """The operands' shapes do not allow this binary op (the proxy is invalid).
+
+    Binary ops raise it; the evaluator turns it into the ``shape_mismatch`` verdict.
+    """
+
+
 class BinaryOp(ABC):
     """Joins two branch values row by row (same rows; scalars broadcast).
 

@@ -28,12 +28,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lpzero_fw.ops.base import BinaryOp, Values
+from lpzero_fw.ops.base import BinaryOp, OperandMismatch, Values
 from lpzero_fw.registry import BINARY_OPS
-
-
-class OperandMismatch(ValueError):
-    """The operands' shapes do not allow this binary op (the proxy is invalid)."""
 
 
 def _check_rows(a: Values, b: Values) -> None:
