@@ -127,7 +127,7 @@ class Registry(Generic[T]):
         if isinstance(obj, type):
             description = self._set_identity(name, obj, description)
         description = description or _first_doc_line(obj)
-        self._entries[name] = Entry(name, obj, description, _origin_of(obj) or PLUGINS.origin)
+        self._entries[name] = Entry(name, obj, description, _origin_of(obj) or _loading_origin(obj))
         return obj
 
     def _set_identity(self, name: str, cls: type, description: str) -> str:
@@ -216,6 +216,15 @@ def _origin_of(obj: Any) -> str | None:
         except md.PackageNotFoundError:
             continue
     return None
+
+
+def _loading_origin(obj: Any) -> str:
+    """The origin of a component outside any installed distribution: the plugin being
+    loaded, else ``local <module>`` (only lpzero_fw's own modules are ``core``)."""
+    if PLUGINS.origin != CORE_ORIGIN:
+        return PLUGINS.origin
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"local {(module or '?').split('.')[0]}"
 
 
 def _first_doc_line(obj: Any) -> str:

@@ -115,3 +115,40 @@ def test_local_plugin_modules_are_imported(tmp_path, monkeypatch):
 def test_every_registry_has_builtins():
     for kind, r in reg.ALL_REGISTRIES.items():
         assert len(r) > 0, kind
+
+
+def test_registration_is_a_class_s_one_identity():
+    r = Registry("widget")
+
+    @r.register("w.one", description="the first")
+    class One:
+        """Docstring line."""
+
+    @r.register("w.two")
+    class Two:
+        """Second widget."""
+
+    assert (One.name, One.description) == ("w.one", "the first") == (r.entry("w.one").name, r.entry("w.one").description)
+    assert (Two.name, Two.description) == ("w.two", "Second widget.")
+    with pytest.raises(RegistryError, match="already has the name 'w.one'"):
+        r.register("w.alias", One)  # one class, two names: refused
+
+    class Spelled:
+        name = "spelled.differently"
+
+    with pytest.raises(RegistryError, match="drop the class attribute"):
+        r.register("w.spelled", Spelled)
+    assert "w.spelled" not in r and "w.alias" not in r
+
+    class Subclass(One):
+        pass
+
+    r.register("w.sub", Subclass)  # a subclass gets its own identity; the parent keeps its own
+    assert (Subclass.name, One.name) == ("w.sub", "w.one")
+
+
+def test_every_registered_class_carries_its_registered_name():
+    for kind, registry in reg.ALL_REGISTRIES.items():
+        for entry in registry.entries():
+            if isinstance(entry.obj, type):
+                assert entry.obj.name == entry.name and entry.obj.description == entry.description, (kind, entry)

@@ -201,3 +201,53 @@ def test_static_shape_rules_predict_evaluator_shape_errors():
                 ok = False
             if accepted:
                 assert ok, str(proxy)
+
+
+# -- facts, not names -------------------------------------------------------------------
+_SIGNS = {"nonneg", "nonpos", "same", "flipped", "any"}
+
+
+def test_every_unary_op_declares_consistent_facts():
+    from lpzero_fw.registry import UNARY_OPS
+
+    for name in UNARY_OPS.names():
+        op = UNARY_OPS.get(name)
+        assert [op.elementwise, op.whole_layer, op.reduces].count(True) == 1, name
+        assert op.output_sign in _SIGNS and op.output_mean in {"zero", "kept", "any"}, name
+        for other in op.inverse_of + op.constant_after:
+            assert other in UNARY_OPS, (name, other)
+
+
+def _referenced_ops() -> set[str]:
+    from lpzero_fw.registry import UNARY_OPS
+
+    return {o for n in UNARY_OPS.names() for o in UNARY_OPS.get(n).inverse_of + UNARY_OPS.get(n).constant_after}
+
+
+def test_rules_know_operators_by_their_facts_not_their_names():
+    """A renamed copy of a built-in op is pruned exactly like the op itself."""
+    from lpzero_fw.formula.genotype import Branch, Proxy
+    from lpzero_fw.registry import UNARY_OPS
+
+    renamed, core = {}, UNARY_OPS.names()
+    for name in core:
+        if name not in _referenced_ops():  # an op others name in inverse_of / constant_after keeps its name
+            renamed[name] = f"copy.{name}"
+            UNARY_OPS.register(renamed[name], type(f"Copy_{name}", (UNARY_OPS.get(name),), {}))
+    try:
+        rules, copies = RuleSet("core"), RuleSet("core")
+        assert not set(renamed.values()) & set(ProxySpace().unary)  # not core: not in a default search
+        space = ProxySpace(unary=core)
+        rng = random.Random(3)
+        swap = lambda b: Branch(b.input, tuple(renamed.get(o, o) for o in b.ops))  # noqa: E731
+        rejected = 0
+        for _ in range(4000):
+            proxy = space.sample(rng)
+            twin = Proxy(swap(proxy.left), swap(proxy.right), proxy.binary, proxy.layers)
+            verdict = rules.static_reject(proxy)
+            assert copies.static_reject(twin) == verdict, (str(proxy), str(twin))
+            rejected += verdict is not None
+        assert rejected > 500 and rules.counts == copies.counts
+    finally:
+        for name in renamed.values():
+            UNARY_OPS._entries.pop(name, None)
