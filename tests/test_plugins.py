@@ -169,3 +169,51 @@ def test_example_plugin_own_tests_pass(plugin_site):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "3 passed" in result.stdout
+
+
+def test_half_batches_merge_as_each_input_declares():
+    import torch
+
+    from lpzero_fw import LPZeroError, StatExtractor
+
+    class Probe(StatExtractor):
+        name = "probe"
+
+        def collect(self, model, taps):
+            return []
+
+    a, b = [torch.tensor([[1.0, 2.0]])], [torch.tensor([[3.0, 6.0]])]
+    expected = {"concat": [[1.0, 2.0], [3.0, 6.0]], "concat_halved": [[0.5, 1.0], [1.5, 3.0]],
+                "mean": [[2.0, 4.0]], "same": [[1.0, 2.0]]}
+    for merge, want in expected.items():
+        Probe.merge = merge
+        assert Probe.merge_halves(a, b)[0].tolist() == want, merge
+    Probe.merge = "sum"
+    with pytest.raises(LPZeroError, match="merge='sum'; choose one of: concat, concat_halved, mean, same"):
+        Probe.merge_halves(a, b)
+
+
+def test_resume_refuses_a_different_component_set(tmp_path):
+    """The config digest covers the resolved components and their origins (plugin versions)."""
+    from omegaconf import OmegaConf
+
+    from lpzero_fw import LPZeroError
+    from lpzero_fw.tasks.checkpoint import Checkpointer
+    from lpzero_fw.tasks.common import config_digest
+
+    cfg = OmegaConf.create({"seed": 1, "search": {"unary": "all"}})
+    before = {"unary": {"square": "core", "example.cube": "lpzero-fw-example 0.1.0"}}
+    after = {"unary": {"square": "core", "example.cube": "lpzero-fw-example 0.2.0"}}
+    assert config_digest(cfg, before) != config_digest(cfg, after)
+    assert config_digest(cfg, before) == config_digest(cfg, dict(before))
+
+    class _Nothing:
+        def state_dict(self):
+            return {}
+
+    scorer = type("S", (), {"memo": {}, "rejected": {}, "scored": 0, "evaluations": 0})()
+    saved = Checkpointer(tmp_path, config_digest(cfg, before), {"seed": 1, "components": before}, every=1)
+    saved.save(_Nothing(), scorer, [{"iteration": 1}])
+    resumed = Checkpointer(tmp_path, config_digest(cfg, after), {"seed": 1, "components": after}, every=1)
+    with pytest.raises(LPZeroError, match=r"components\.unary\.example\.cube"):
+        resumed.restore(None, _Nothing(), scorer, [])
