@@ -122,9 +122,9 @@ class BinaryOp(ABC):
     #: how the result's mean follows from the operands' means (see :data:`MeanKind`);
     #: ``None``: it does not, the evaluator needs the whole branch tensors
     mean_kind: ClassVar[MeanKind | None] = None
-    #: two tensor operands must be element-wise aligned (same shape group); False
-    #: for an op defined between any two tensors
-    aligned_tensors: ClassVar[bool] = True
+    #: defined between tensors of different shape groups (W with A, ...); False: two
+    #: tensor operands must be element-wise aligned (same shape group)
+    mixes_shapes: ClassVar[bool] = False
     #: both operands must be tensors: with a per-layer-scalar operand the op is plain
     #: scaling, a duplicate of ``product`` (matmul)
     needs_matching_tensors: ClassVar[bool] = False

@@ -12,7 +12,7 @@ input that declares its facts is pruned exactly like a built-in one:
   ``clips_nonpositive``, ``idempotent``, ``whole_layer``, ``reduces``,
   ``inverse_of``, ``constant_after``, ``removes_branch``;
 * binary operators (:class:`~lpzero_fw.ops.base.BinaryOp`): ``mean_kind``,
-  ``aligned_tensors``, ``needs_matching_tensors``;
+  ``mixes_shapes``, ``needs_matching_tensors``;
 * statistic inputs (:class:`~lpzero_fw.stats.base.StatExtractor`): ``nonnegative``,
   ``shape_group``.
 
@@ -41,7 +41,7 @@ The rules (:class:`~lpzero_fw.rules.apply.RuleSet` tries them in name order):
                         normalize) added to / subtracted from the other branch
                         (``mean_kind`` add/sub: adds nothing) or multiplied by a
                         per-layer scalar (``mean_kind`` mul: score 0).
-``shape_group_mismatch`` a binary op needing ``aligned_tensors`` between two tensor
+``shape_group_mismatch`` a binary op (unless it ``mixes_shapes``) between two tensor
                         branches from different shape groups
                         (``StatExtractor.shape_group``: only W and G share one).
 ``scalar_matmul``       an op that ``needs_matching_tensors`` (matmul) with a
@@ -267,7 +267,7 @@ class ShapeGroupMismatch(PruningRule):
         left, right = analyze(proxy.left), analyze(proxy.right)
         if left.pruned or right.pruned or left.scalar or right.scalar:
             return False
-        if not _binary(proxy.binary).aligned_tensors:
+        if _binary(proxy.binary).mixes_shapes:
             return False
         return shape_group(proxy.left.input) != shape_group(proxy.right.input)
 
