@@ -28,6 +28,19 @@ def plugin_site(tmp_path_factory):
     return site
 
 
+@pytest.fixture(scope="module")
+def small_benchmark(tmp_path_factory, data_root):
+    """The GPT-2 benchmark cut to its first two config folders (symlinks), so that scoring
+    the best proxy on every architecture stays cheap; same folder name, same cache keys."""
+    source = data_root / "random_GPT2_wt103"
+    copy = tmp_path_factory.mktemp("small-bench") / source.name
+    copy.mkdir()
+    for item in source.iterdir():
+        if not item.name.startswith("config_") or item.name in ("config_0", "config_1"):
+            (copy / item.name).symlink_to(item)
+    return copy
+
+
 def test_list_shows_plugin_components_with_origin(plugin_site, tmp_path):
     result = run_cli("task=list", f"hydra.run.dir={tmp_path}", env={"PYTHONPATH": str(plugin_site)})
     assert result.returncode == 0, result.stderr
@@ -37,9 +50,9 @@ def test_list_shows_plugin_components_with_origin(plugin_site, tmp_path):
     assert any("example.depth" in line for line in lines)
 
 
-def test_search_uses_plugin_operator_rule_and_config(plugin_site, tmp_path, stats_cache):
+def test_search_uses_plugin_operator_rule_and_config(plugin_site, small_benchmark, tmp_path, stats_cache):
     result = run_cli(
-        "strategy=example_quick", "search.n_archs=8", "logger=none",
+        "strategy=example_quick", "search.n_archs=8", "logger=none", f"search_space.benchmark={small_benchmark}",
         "search.unary=[square,abs,exp,l1_norm,mean,example.cube]",
         "pruning.rules=[example.no_cube_of_exp,non_finite_score]",
         f"cache.dir={stats_cache}", f"hydra.run.dir={tmp_path / 'run'}",
@@ -57,10 +70,11 @@ def test_search_uses_plugin_operator_rule_and_config(plugin_site, tmp_path, stat
     assert components["rules"] == {"example.no_cube_of_exp": "lpzero-fw-example 0.1.0", "non_finite_score": "core"}
 
 
-def test_installed_plugin_does_not_change_a_default_search(plugin_site, tmp_path, stats_cache):
+def test_installed_plugin_does_not_change_a_default_search(plugin_site, small_benchmark, tmp_path, stats_cache):
     """With the plugin installed, the default run searches the core components only."""
     result = run_cli(
         "strategy.iterations=5", "strategy.population=4", "search.n_archs=8", "logger=none",
+        f"search_space.benchmark={small_benchmark}",
         f"cache.dir={stats_cache}", f"hydra.run.dir={tmp_path / 'run'}",
         env={"PYTHONPATH": str(plugin_site)},
     )
