@@ -27,6 +27,8 @@ _EXPORTS = {
     "RULES": "lpzero_fw.registry",
     "STRATEGIES": "lpzero_fw.registry",
     "BASELINES": "lpzero_fw.registry",
+    "ARCH_SPACES": "lpzero_fw.registry",
+    "ARCH_STRATEGIES": "lpzero_fw.registry",
     # base classes, one per component kind
     "SearchSpace": "lpzero_fw.search_spaces.base",
     "StatExtractor": "lpzero_fw.stats.base",
@@ -44,6 +46,9 @@ _EXPORTS = {
     "Branch": "lpzero_fw.formula.genotype",
     "parse": "lpzero_fw.formula.parse",
     "format_proxy": "lpzero_fw.formula.parse",
+    # using a proxy: score a model, run a task
+    "score": "lpzero_fw.api",
+    "run": "lpzero_fw.api",
     # errors
     "LPZeroError": "lpzero_fw.registry",
     "RegistryError": "lpzero_fw.registry",

@@ -253,6 +253,8 @@ STRATEGIES: Registry = Registry(
     "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
 )
 BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies",))
+ARCH_SPACES: Registry = Registry("architecture space", ("lpzero_fw.nas.gpt2",))
+ARCH_STRATEGIES: Registry = Registry("architecture strategy", ("lpzero_fw.nas.strategies",))
 
 ALL_REGISTRIES: dict[str, Registry] = {
     "search_spaces": SEARCH_SPACES,
@@ -262,4 +264,6 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "rules": RULES,
     "strategies": STRATEGIES,
     "baselines": BASELINES,
+    "arch_spaces": ARCH_SPACES,
+    "arch_strategies": ARCH_STRATEGIES,
 }

@@ -1,0 +1,1 @@
+"""Zero-shot architecture search with a proxy: spaces, strategies, constraints, Pareto fronts."""
