@@ -34,14 +34,14 @@ def score(model: nn.Module, batch: Mapping[str, torch.Tensor] | torch.Tensor, pr
     a baseline name. ``budget``/``dtype``: the statistics settings (the cache defaults).
     The model is copied first: its weights, gradients and mode are left untouched.
     """
-    from lpzero_fw.nas.scoring import ProxyScore
+    from lpzero_fw.nas.scoring import ProxyScore, proxy_inputs
     from lpzero_fw.stats.cache import StatsStore
 
     if not isinstance(model, nn.Module):
         raise LPZeroError(f"score() needs a torch model, got {type(model).__name__}")
     space = ModelSpace(model, batch)
     store = StatsStore(space, batch_seed=0, model_seed=seed, budget=budget, dtype=dtype,
-                       enabled=False, memory=False)
+                       enabled=False, memory=False, symbols=proxy_inputs(proxy))
     return ProxyScore(proxy, store)(ModelSpace.ARCH_ID)
 
 
@@ -226,7 +226,8 @@ def run(task: str, overrides: Sequence[str] = (), output_dir: str | Path | None 
         try:
             cfg = compose("config", overrides=[f"task={task}", *overrides], return_hydra_config=True)
         except HydraException as exc:
-            raise LPZeroError(str(exc).splitlines()[0]) from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise LPZeroError("; ".join(lines[:2])) from None
         out = Path(output_dir) if output_dir is not None else Path(cfg.hydra.run.dir)
         out.mkdir(parents=True, exist_ok=True)
         with open_dict(cfg):

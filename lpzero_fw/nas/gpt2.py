@@ -123,6 +123,14 @@ class GPT2ArchSpace(ArchSpace):
     def build(self, genome: Genome, seed: int = 0) -> nn.Module:
         return build_gpt2_lts(self._config(genome), seed=seed)
 
+    def freeze_unread(self, model: nn.Module) -> nn.Module:
+        """Adaptive embedding and softmax: frozen. Learned positions keep their gradient, so
+        the hidden state entering block 0 still requires one (input Jacobian J)."""
+        for module in (model.wte, model.lm_head):
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        return model
+
     def write_config(self, genome: Genome, path) -> None:
         with open(path, "w") as handle:
             yaml.safe_dump(self.model_config(genome), handle, sort_keys=True)

@@ -20,8 +20,9 @@ from lpzero_fw.search_spaces.base import Batch, SearchSpace, Taps
 class CandidateSpace(SearchSpace):
     """Genomes of an :class:`ArchSpace` as architecture ids (no trained metric)."""
 
-    def __init__(self, arch: ArchSpace) -> None:
+    def __init__(self, arch: ArchSpace, freeze_unread: bool = False) -> None:
         self.arch = arch
+        self.freeze_unread = freeze_unread  # only for formula proxies: baselines may read any gradient
         self.genomes: dict[str, Genome] = {}
 
     def add(self, genome: Genome) -> str:
@@ -36,7 +37,8 @@ class CandidateSpace(SearchSpace):
         raise LPZeroError("NAS candidates have no trained metric; use nas.candidates=benchmark to grade picks")
 
     def build_model(self, arch_id: str, seed: int = 0) -> nn.Module:
-        return self.arch.build(self.genomes[arch_id], seed=seed)
+        model = self.arch.build(self.genomes[arch_id], seed=seed)
+        return self.arch.freeze_unread(model) if self.freeze_unread else model
 
     def make_batch(self, seed: int = 0) -> Batch:
         return self.arch.make_batch(seed=seed)
@@ -67,6 +69,17 @@ def resolve_proxy(spec) -> tuple[str, str]:
         return "formula", str(parse(spec))
     choices = ", ".join([*BASELINES.names(), *NAMED_FORMULAS])
     raise LPZeroError(f"unknown proxy {spec!r}; give a formula or one of: {choices}")
+
+
+def proxy_inputs(spec) -> tuple[str, ...] | None:
+    """The statistic inputs a formula reads (``None`` for a baseline: it needs its own pass)."""
+    kind, name = resolve_proxy(spec)
+    if kind != "formula":
+        return None
+    from lpzero_fw.proxy.parse import parse
+
+    proxy = parse(name)
+    return tuple(sorted({proxy.left.input, proxy.right.input}))
 
 
 class ProxyScore:

@@ -117,6 +117,12 @@ class ArchSpace(ABC):
     def write_config(self, genome: Genome, path) -> None:
         """Write :meth:`model_config` in the builder's format."""
 
+    def freeze_unread(self, model: nn.Module) -> nn.Module:
+        """Stop gradients no statistic reads (default: none). Statistics read gradients of
+        ``taps.linears`` and of each block's input only; freezing, e.g., vocabulary-sized
+        embedding tables skips their gradients and leaves every statistic bit-identical."""
+        return model
+
     # -- shared ----------------------------------------------------------------------
     def taps(self, model: nn.Module) -> Taps:
         return self.base.taps(model)

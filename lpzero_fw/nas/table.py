@@ -40,7 +40,7 @@ def split(space, holdout: float, seed: int) -> tuple[list[str], list[str]]:
     n_held = int(round(holdout * len(ids)))
     if not 2 <= n_held <= len(ids) - 2:
         raise LPZeroError(f"search.holdout={holdout} leaves fewer than 2 architectures in a pool")
-    held = set(random.Random(seed).sample(ids, n_held))
+    held = set(random.Random(f"split-{seed}").sample(ids, n_held))
     return [a for a in ids if a not in held], [a for a in ids if a in held]
 
 
@@ -54,11 +54,14 @@ def regret(selector: np.ndarray, quality: np.ndarray, params: np.ndarray, budget
 
 
 def _holdout(cfg: DictConfig) -> float:
-    value = cfg.search.get("holdout") if "search" in cfg else None
+    """``nas.holdout``, else ``search.holdout`` (the search's own split), else one half."""
+    value = cfg.nas.get("holdout")
+    if value is None:
+        value = cfg.search.get("holdout")
     if value is None or value == 0:
         return DEFAULT_HOLDOUT
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise LPZeroError(f"search.holdout={value!r} must be a fraction between 0 and 1")
+        raise LPZeroError(f"holdout={value!r} must be a fraction between 0 and 1")
     return float(value)
 
 

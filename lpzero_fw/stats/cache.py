@@ -55,6 +55,7 @@ class StatsStore:
         enabled: bool = True,
         memory: bool = True,
         fabric=None,
+        symbols: tuple[str, ...] | None = None,
     ) -> None:
         if budget is not None and budget < 1:
             raise LPZeroError(f"cache.budget={budget} must be a positive integer or null (exact)")
@@ -68,6 +69,7 @@ class StatsStore:
         self.enabled = enabled
         self.keep_in_memory = memory
         self.fabric = fabric
+        self.symbols = None if symbols is None else tuple(sorted(symbols))  # None: every input
         self.directory = Path(directory) if directory else default_cache_dir()
         self.memory: dict[str, ArchStats] = {}
         self.skipped: dict[str, str] = {}
@@ -104,6 +106,8 @@ class StatsStore:
             "budget": self.budget,
             "dtype": self.dtype,
         }
+        if self.symbols is not None:
+            settings["symbols"] = self.symbols
         blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
@@ -167,7 +171,7 @@ class StatsStore:
     def _extract_with_retry(self, arch_id: str):
         """One pass; on failure (e.g. out of memory) once more as two half batches."""
         try:
-            return extract_raw(self.space, arch_id, self.batch, seed=self.model_seed, fabric=self.fabric)
+            return extract_raw(self.space, arch_id, self.batch, self.symbols, seed=self.model_seed, fabric=self.fabric)
         except LPZeroError:
             raise
         except Exception as first:  # noqa: BLE001 - any model failure gets one retry
@@ -175,7 +179,7 @@ class StatsStore:
                           "retrying with the batch in two halves", RuntimeWarning)
             try:
                 halves = split_batch(self.batch)
-                parts = [extract_raw(self.space, arch_id, half, seed=self.model_seed, fabric=self.fabric)
+                parts = [extract_raw(self.space, arch_id, half, self.symbols, seed=self.model_seed, fabric=self.fabric)
                          for half in halves]
                 return merge_halves(parts)
             except Exception as second:  # noqa: BLE001

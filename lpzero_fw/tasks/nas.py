@@ -68,18 +68,19 @@ def run(cfg: DictConfig) -> dict:
 def search(cfg: DictConfig, space, out, limits: dict) -> dict:
     from lpzero_fw.nas.measure import latency_ms, peak_memory_mb
     from lpzero_fw.nas.pareto import pareto_front, plot_front
-    from lpzero_fw.nas.scoring import CandidateSpace, ProxyScore
+    from lpzero_fw.nas.scoring import CandidateSpace, ProxyScore, proxy_inputs
     from lpzero_fw.stats.cache import StatsStore
 
     start = time.perf_counter()
     nas = to_dict(cfg.nas)
     arch = build_arch_space(cfg, space)
     spec = cfg.get("proxy") or arch.default_proxy
-    candidates = CandidateSpace(arch)
+    symbols = proxy_inputs(spec)  # a formula: extract only its inputs, skip unread gradients
+    candidates = CandidateSpace(arch, freeze_unread=symbols is not None)
     cache = to_dict(cfg.cache)
     # candidates are scored once: statistics are neither kept in memory nor written to disk
     store = StatsStore(candidates, batch_seed=int(cfg.data.get("seed", 0)), budget=cache["budget"],
-                       dtype=cache["dtype"], enabled=False, memory=False)
+                       dtype=cache["dtype"], enabled=False, memory=False, symbols=symbols)
     scorer = ProxyScore(spec, store)
     max_params = limits["max_params"]
     smallest = arch.smallest()
@@ -103,6 +104,8 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
             if limit is not None and floor_costs[key] > limit:
                 raise LPZeroError(f"nas.max_{key}={limit:g} is below the smallest architecture's "
                                   f"{floor_costs[key]:.1f} on this device; raise it or widen nas.space")
+
+    checks = {"latency": ("latency_ms", limits["max_latency_ms"]), "memory": ("memory_mb", limits["max_memory_mb"])}
 
     def feasible(genome) -> bool:
         return max_params is None or arch.param_counts(genome)["total"] <= max_params
@@ -128,8 +131,7 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
                    "nonembedding_params": int(counts["nonembedding"])}
             if measure_all:
                 row.update(costs(genome))
-                over = [k for k, lim in (("latency", limits["max_latency_ms"]), ("memory", limits["max_memory_mb"]))
-                        if lim is not None and row[f"{k}_ms" if k == "latency" else f"{k}_mb"] > lim]
+                over = [k for k, (field, lim) in checks.items() if lim is not None and row[field] > lim]
                 if over:
                     rejected[over[0]] += 1
                     seen[key] = None
