@@ -1,6 +1,7 @@
 """Table mode (``nas.candidates=benchmark``): grade a proxy's picks by their trained metric.
 
-The benchmark is split into a search pool and a held-out pool (``SearchSpace.split``).
+The benchmark is split into a search pool and a held-out pool (``SearchSpace.split``, the
+search's own split).
 For ``nas.budgets`` parameter budgets spread over the held-out pool's range (quantiles
 of total parameters), every selector picks the held-out architecture it scores highest
 among those within the budget; its *regret* is how much worse the pick's trained metric
@@ -11,7 +12,6 @@ baseline — chosen by Kendall tau on the *search* pool, never on held-out resul
 from __future__ import annotations
 
 import math
-import random
 
 import numpy as np
 from omegaconf import DictConfig
@@ -29,19 +29,6 @@ from lpzero_fw.tasks.common import (
 )
 
 DEFAULT_HOLDOUT = 0.5
-
-
-def split(space, holdout: float, seed: int) -> tuple[list[str], list[str]]:
-    """(search pool, held-out pool): the space's own split when it has one."""
-    own = getattr(space, "split", None)
-    if own is not None:
-        return own(holdout, seed)
-    ids = space.arch_ids()
-    n_held = int(round(holdout * len(ids)))
-    if not 2 <= n_held <= len(ids) - 2:
-        raise LPZeroError(f"search.holdout={holdout} leaves fewer than 2 architectures in a pool")
-    held = set(random.Random(f"split-{seed}").sample(ids, n_held))
-    return [a for a in ids if a not in held], [a for a in ids if a in held]
 
 
 def regret(selector: np.ndarray, quality: np.ndarray, params: np.ndarray, budget: float) -> tuple[float, int, int]:
@@ -108,7 +95,9 @@ def run_table(cfg: DictConfig, space, out) -> dict:
         if not spec:
             raise LPZeroError("nas.candidates=benchmark needs proxy=<formula | name>")
     holdout = _holdout(cfg)
-    pool, held = split(space, holdout, int(cfg.seed))
+    pool, held = space.split(holdout, int(cfg.seed))
+    if len(held) < 2 or len(pool) < 1:
+        raise LPZeroError(f"holdout={holdout} leaves {len(held)} held-out architectures; raise it")
     store = build_store(cfg, space, build_fabric(cfg))
     scorer = ProxyScore(spec, store)
     if scorer.kind == "formula":
