@@ -233,4 +233,6 @@ def run(task: str, overrides: Sequence[str] = (), output_dir: str | Path | None 
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(out.resolve())
         HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):  # the job sees its config without the hydra node, as under @hydra.main
+            del cfg["hydra"]
         return execute(cfg)

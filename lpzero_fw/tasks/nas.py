@@ -13,10 +13,24 @@ import json
 import math
 import time
 
+import numpy as np
 from omegaconf import DictConfig
 
-from lpzero_fw.registry import ARCH_SPACES, ARCH_STRATEGIES, LPZeroError
-from lpzero_fw.tasks.common import build_space, console, progress_bar, run_dir, to_dict, write_json
+from lpzero_fw import metrics
+from lpzero_fw.registry import ARCH_SPACES, ARCH_STRATEGIES, BASELINES, LPZeroError
+from lpzero_fw.tasks.common import (
+    build_fabric,
+    build_space,
+    build_store,
+    console,
+    load_stats,
+    progress_bar,
+    run_dir,
+    to_dict,
+    write_json,
+)
+
+DEFAULT_HOLDOUT = 0.5
 
 CANDIDATE_MODES = ("space", "benchmark")
 MEASURE_MODES = ("front", "all")
@@ -59,8 +73,6 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     space = build_space(cfg)
     if mode == "benchmark":
-        from lpzero_fw.nas.table import run_table
-
         return run_table(cfg, space, out)
     return search(cfg, space, out, limits)
 
@@ -98,6 +110,11 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
         return {"latency_ms": round(latency_ms(model, batch, repeats), 3),
                 "memory_mb": round(peak_memory_mb(model, batch), 3)}
 
+    def feasible(genome) -> bool:
+        return max_params is None or arch.param_counts(genome)["total"] <= max_params
+
+    name = nas["strategy"]
+    strategy = ARCH_STRATEGIES.get(name)(arch, int(cfg.seed), feasible, **(nas.get(name) or {}))
     if measured:  # unsatisfiable latency / memory budgets fail before the search
         floor_costs = costs(smallest)
         for key, limit in (("latency_ms", limits["max_latency_ms"]), ("memory_mb", limits["max_memory_mb"])):
@@ -106,12 +123,6 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
                                   f"{floor_costs[key]:.1f} on this device; raise it or widen nas.space")
 
     checks = {"latency": ("latency_ms", limits["max_latency_ms"]), "memory": ("memory_mb", limits["max_memory_mb"])}
-
-    def feasible(genome) -> bool:
-        return max_params is None or arch.param_counts(genome)["total"] <= max_params
-
-    name = nas["strategy"]
-    strategy = ARCH_STRATEGIES.get(name)(arch, int(cfg.seed), feasible, **(nas.get(name) or {}))
     target = int(nas["n_candidates"])
     rows: list[dict] = []
     seen: dict[str, float | None] = {}
@@ -180,10 +191,146 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
         "seconds": round(time.perf_counter() - start, 2),
     }
     write_json(out / "nas.json", result)
+    _track(cfg, out, "nas", front, out / "pareto.png",
+           {k: result[k] for k in ("candidates_scored", "search_seconds", "candidates_per_second")})
     console.print(f"{len(rows)} candidates scored in {search_seconds:.1f} s; front of {len(front)}; chosen: "
                   f"{chosen['params']:,} params, proxy {chosen['proxy_score']:.4g}, "
                   f"{chosen['latency_ms']:.1f} ms, {chosen['memory_mb']:.1f} MB -> {out}")
     return result
+
+
+def _holdout(cfg: DictConfig) -> float:
+    """``nas.holdout``, else ``search.holdout`` (the search's own split), else one half."""
+    value = cfg.nas.get("holdout")
+    if value is None:
+        value = cfg.search.get("holdout")
+    if value is None or value == 0:
+        return DEFAULT_HOLDOUT
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise LPZeroError(f"holdout={value!r} must be a fraction between 0 and 1")
+    return float(value)
+
+
+def _baseline_names(spec) -> list[str]:
+    if spec in (None, "none"):
+        return []
+    if spec == "all":
+        return BASELINES.names()
+    names = [spec] if isinstance(spec, str) else list(spec)
+    for name in names:
+        BASELINES.get(name)  # unknown name: one-line error listing the baselines
+    return names
+
+
+def _score_baselines(space, store, ids: list[str], names: list[str], label: str) -> dict[str, np.ndarray]:
+    from lpzero_fw.baselines.runner import score_baselines
+
+    scores = {name: np.full(len(ids), np.nan) for name in names}
+    with progress_bar() as progress:
+        bar = progress.add_task(label, total=len(ids), info="")
+        for i, arch_id in enumerate(ids):
+            values = score_baselines(space, arch_id, store.batch, names)
+            for name, value in values.items():
+                sign = 1.0 if BASELINES.get(name).higher_is_better else -1.0
+                scores[name][i] = sign * value
+            progress.update(bar, advance=1, info=arch_id)
+    return scores
+
+
+def run_table(cfg: DictConfig, space, out) -> dict:
+    from lpzero_fw.nas.scoring import ProxyScore
+    from lpzero_fw.nas.table import budgets as spread, regret, regret_markdown
+
+    nas = to_dict(cfg.nas)
+    n_budgets = nas.get("budgets", 10)
+    if isinstance(n_budgets, bool) or not isinstance(n_budgets, int) or n_budgets < 1:
+        raise LPZeroError(f"nas.budgets={n_budgets!r} must be a positive integer")
+    names = _baseline_names(nas.get("baselines"))
+    spec = cfg.get("proxy")
+    if spec is None:
+        from lpzero_fw.registry import ARCH_SPACES
+
+        family = cfg.search_space.name
+        spec = ARCH_SPACES.get(family).default_proxy if family in ARCH_SPACES else None
+        if not spec:
+            raise LPZeroError("nas.candidates=benchmark needs proxy=<formula | name>")
+    holdout = _holdout(cfg)
+    pool, held = space.split(holdout, int(cfg.seed))
+    if len(held) < 2 or len(pool) < 1:
+        raise LPZeroError(f"holdout={holdout} leaves {len(held)} held-out architectures; raise it")
+    store = build_store(cfg, space, build_fabric(cfg))
+    scorer = ProxyScore(spec, store)
+    if scorer.kind == "formula":
+        load_stats(store, held, f"statistics ({len(held)} held-out archs)")
+        held = [a for a in held if a not in store.skipped]
+    quality = np.array([space.quality(a) for a in held])
+    counts = [space.param_counts(a) for a in held]
+    params = np.array([c["total"] for c in counts], float)
+    selectors = {
+        "proxy": np.array([scorer(a) for a in held]),
+        "nonembedding_params": np.array([c.get("nonembedding", c["total"]) for c in counts], float),
+        "params": params,
+    }
+    chosen_baseline, pool_tau = None, {}
+    if names:
+        pool_scores = _score_baselines(space, store, pool, names, f"baselines on the search pool ({len(pool)})")
+        pool_quality = np.array([space.quality(a) for a in pool])
+        pool_tau = {name: metrics.kendall(v, pool_quality) for name, v in pool_scores.items()}
+        ranked = [n for n in names if not math.isnan(pool_tau[n])]
+        if ranked:
+            chosen_baseline = max(ranked, key=lambda n: pool_tau[n])
+            held_scores = _score_baselines(space, store, held, [chosen_baseline], f"{chosen_baseline} (held out)")
+            selectors[f"baseline:{chosen_baseline}"] = held_scores[chosen_baseline]
+    budgets = spread(params, n_budgets)
+    oriented = 1.0 if space.higher_is_better else -1.0
+    rows = []
+    for budget in budgets:
+        row = {"budget": float(budget), "n_archs": int(np.sum(params <= budget))}
+        for label, scores in selectors.items():
+            value, pick, best = regret(scores, quality, params, budget)
+            row[label] = {"regret": value, "pick": held[pick], "pick_metric": oriented * quality[pick]}
+            row["best"] = {"arch": held[best], "metric": oriented * quality[best]}
+        rows.append(row)
+    summary = {
+        label: {
+            "mean_regret": float(np.mean([r[label]["regret"] for r in rows])),
+            "heldout": metrics.correlations(scores, quality),
+        }
+        for label, scores in selectors.items()
+    }
+    result = {
+        "family": cfg.search_space.name,
+        "proxy": scorer.name,
+        "metric": space.metric_name,
+        "holdout": holdout,
+        "n_search_pool": len(pool),
+        "n_heldout": len(held),
+        "baseline": chosen_baseline,
+        "baseline_search_pool_tau": pool_tau,
+        "summary": summary,
+        "budgets": rows,
+    }
+    write_json(out / "regret.json", result)
+    _track(cfg, out, "regret", [{"selector": k, **v["heldout"], "mean_regret": v["mean_regret"]}
+                                for k, v in summary.items()], None, {"baseline": chosen_baseline})
+    (out / "regret.md").write_text(regret_markdown(result))
+    console.print(regret_markdown(result))
+    return result
+
+
+def _track(cfg: DictConfig, out, name: str, rows: list[dict], image, summary: dict) -> None:
+    """Log a table, a plot and summary numbers to the configured tracker (W&B or none)."""
+    from lpzero_fw.tracking import Tracker
+
+    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"{name}-{out.name}")
+    try:
+        tracker.log_table(name, [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()}
+                                 for r in rows])
+        if image is not None:
+            tracker.log_image(name, image)
+        tracker.summary(summary)
+    finally:
+        tracker.finish()
 
 
 def _write_candidates(path, rows: list[dict]) -> None:
