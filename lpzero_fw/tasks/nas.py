@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
 import time
 
 import numpy as np
@@ -256,6 +257,7 @@ def run_table(cfg: DictConfig, space, out) -> dict:
             raise LPZeroError("nas.candidates=benchmark needs proxy=<formula | name>")
     holdout = _holdout(cfg)
     pool, held = space.split(holdout, int(cfg.seed))
+    n_pool = len(pool)
     if len(held) < 2 or len(pool) < 1:
         raise LPZeroError(f"holdout={holdout} leaves {len(held)} held-out architectures; raise it")
     store = build_store(cfg, space, build_fabric(cfg))
@@ -273,6 +275,11 @@ def run_table(cfg: DictConfig, space, out) -> dict:
     }
     chosen_baseline, pool_tau = None, {}
     if names:
+        k = nas.get("baseline_archs")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
+            raise LPZeroError(f"nas.baseline_archs={k!r} must be an integer >= 2 or null (the whole search pool)")
+        if k is not None and k < len(pool):
+            pool = sorted(random.Random(int(cfg.seed)).sample(pool, k), key=pool.index)
         pool_scores = _score_baselines(space, store, pool, names, f"baselines on the search pool ({len(pool)})")
         pool_quality = np.array([space.quality(a) for a in pool])
         pool_tau = {name: metrics.kendall(v, pool_quality) for name, v in pool_scores.items()}
@@ -303,7 +310,8 @@ def run_table(cfg: DictConfig, space, out) -> dict:
         "proxy": scorer.name,
         "metric": space.metric_name,
         "holdout": holdout,
-        "n_search_pool": len(pool),
+        "n_search_pool": n_pool,
+        "n_baseline_selection": len(pool) if names else 0,
         "n_heldout": len(held),
         "baseline": chosen_baseline,
         "baseline_search_pool_tau": pool_tau,
