@@ -273,8 +273,8 @@ def run_table(cfg: DictConfig, space, out) -> dict:
         "nonembedding_params": np.array([c.get("nonembedding", c["total"]) for c in counts], float),
         "params": params,
     }
-    chosen_baseline, pool_tau = None, {}
-    if names:
+    chosen_baseline, pool_tau = (names[0], {}) if len(names) == 1 else (None, {})
+    if len(names) > 1:  # one baseline needs no choosing
         k = nas.get("baseline_archs")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
             raise LPZeroError(f"nas.baseline_archs={k!r} must be an integer >= 2 or null (the whole search pool)")
@@ -284,10 +284,10 @@ def run_table(cfg: DictConfig, space, out) -> dict:
         pool_quality = np.array([space.quality(a) for a in pool])
         pool_tau = {name: metrics.kendall(v, pool_quality) for name, v in pool_scores.items()}
         ranked = [n for n in names if not math.isnan(pool_tau[n])]
-        if ranked:
-            chosen_baseline = max(ranked, key=lambda n: pool_tau[n])
-            held_scores = _score_baselines(space, store, held, [chosen_baseline], f"{chosen_baseline} (held out)")
-            selectors[f"baseline:{chosen_baseline}"] = held_scores[chosen_baseline]
+        chosen_baseline = max(ranked, key=lambda n: pool_tau[n]) if ranked else None
+    if chosen_baseline is not None:
+        held_scores = _score_baselines(space, store, held, [chosen_baseline], f"{chosen_baseline} (held out)")
+        selectors[f"baseline:{chosen_baseline}"] = held_scores[chosen_baseline]
     budgets = spread(params, n_budgets)
     oriented = 1.0 if space.higher_is_better else -1.0
     rows = []
