@@ -190,10 +190,13 @@ def test_bad_constraint_on_the_command_line_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_table_mode_grades_picks_on_heldout_archs(tmp_path, stats_cache):
-    result = _run(tmp_path, "nas.candidates=benchmark", "nas.holdout=0.05", "nas.budgets=3", "nas.baselines=none",
-                  "proxy=lpzero_gpt2", f"cache.dir={stats_cache}")
-    assert result["n_heldout"] == 10 and result["n_search_pool"] == 190
-    assert set(result["summary"]) == {"proxy", "nonembedding_params", "params"}
+    result = _run(tmp_path, "nas.candidates=benchmark", "nas.holdout=0.05", "nas.budgets=3",
+                  "nas.baselines=[grad_norm,snip]", "nas.baseline_archs=3", "proxy=lpzero_gpt2",
+                  f"cache.dir={stats_cache}")
+    assert result["n_heldout"] == 10 and result["n_search_pool"] == 190 and result["n_baseline_selection"] == 3
+    tau = result["baseline_search_pool_tau"]
+    assert set(tau) == {"grad_norm", "snip"} and result["baseline"] == max(tau, key=tau.get)
+    assert set(result["summary"]) == {"proxy", "nonembedding_params", "params", f"baseline:{result['baseline']}"}
     for row in result["budgets"]:
         for label in result["summary"]:
             assert row[label]["regret"] >= 0
