@@ -81,7 +81,7 @@ def test_score_matches_the_search_path(data_root):
     """A benchmark model scores exactly what the search's cached statistics give."""
     from lpzero_fw import score
     from lpzero_fw.proxy.evaluate import evaluate
-    from lpzero_fw.proxy.parse import parse
+    from lpzero_fw.formula.parse import parse
     from lpzero_fw.search_spaces.gpt2 import GPT2Space
     from lpzero_fw.stats.cache import StatsStore
 

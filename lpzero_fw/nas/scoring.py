@@ -56,7 +56,7 @@ class CandidateSpace(SearchSpace):
 def resolve_proxy(spec) -> tuple[str, str]:
     """``("formula", text)`` or ``("baseline", name)`` for ``proxy=<formula | name>``."""
     from lpzero_fw.baselines.proxies import NAMED_FORMULAS
-    from lpzero_fw.proxy.parse import parse
+    from lpzero_fw.formula.parse import parse
 
     if not isinstance(spec, str) or not spec.strip():
         raise LPZeroError(f"proxy={spec!r} must be one formula or name")
@@ -76,7 +76,7 @@ def proxy_inputs(spec) -> tuple[str, ...] | None:
     kind, name = resolve_proxy(spec)
     if kind != "formula":
         return None
-    from lpzero_fw.proxy.parse import parse
+    from lpzero_fw.formula.parse import parse
 
     proxy = parse(name)
     return tuple(sorted({proxy.left.input, proxy.right.input}))
@@ -94,7 +94,7 @@ class ProxyScore:
         self.kind, self.name = resolve_proxy(spec)
         self.store = store
         if self.kind == "formula":
-            from lpzero_fw.proxy.parse import parse
+            from lpzero_fw.formula.parse import parse
 
             self.proxy = parse(self.name)
             self.sign = 1.0
