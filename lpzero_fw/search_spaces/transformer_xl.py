@@ -7,6 +7,10 @@ Ground truth: ``valid_ppl`` (lower is better).
 Models: :mod:`lpzero_fw.search_spaces.models.mem_transformer` (relative-position attention,
 per-layer heads and FFN widths, adaptive input / softmax; its docstring lists layers,
 parameter counts and taps).
+Speed: the word tables hold up to 137M of a model's 158M parameters; with
+``word_grads=False`` (default) they get no gradient. No statistic or baseline reads it (G
+is over ``taps.linears``), every other gradient is the same, and the backward pass takes
+about half the time (tests/test_transformer_xl_space.py checks the statistics are equal).
 Batches: :func:`lpzero_fw.data.batches.make_token_ids`, inputs ``ids[:, :-1]`` and labels
 ``ids[:, 1:]``. ``data=synthetic`` draws Zipf-distributed ids over the whole vocabulary,
 which fits its frequency order (id 0 = most frequent word). Text data is GPT-2 BPE
@@ -45,7 +49,10 @@ class TransformerXLSpace(SearchSpace):
     metric_name = "valid_ppl"
     family = "transformer_xl"
 
-    def __init__(self, benchmark: str | None = None, data: dict | None = None) -> None:
+    def __init__(self, benchmark: str | None = None, data: dict | None = None, word_grads: bool = False) -> None:
+        if not isinstance(word_grads, bool):
+            raise LPZeroError(f"search_space.word_grads={word_grads!r} must be true or false")
+        self.word_grads = word_grads
         if benchmark is None:
             from lpzero_fw.data.locate import resolve_root
 
@@ -82,7 +89,7 @@ class TransformerXLSpace(SearchSpace):
 
     # -- models --------------------------------------------------------------------
     def build_model(self, arch_id: str, seed: int = 0) -> nn.Module:
-        return build_transformer_xl(self.config(arch_id), seed=seed)
+        return build_transformer_xl(self.config(arch_id), seed=seed, word_grads=self.word_grads)
 
     def param_counts(self, arch_id: str) -> dict[str, int]:
         """Analytic counts (no model allocated): ``params_summary.yaml``'s keys plus the

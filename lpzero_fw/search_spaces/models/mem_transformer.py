@@ -276,9 +276,15 @@ class RelDecoderLayer(nn.Module):
 
 
 class TransformerXLModel(nn.Module):
-    """Transformer-XL LM with adaptive input/softmax and per-layer heads / FFN widths."""
+    """Transformer-XL LM with adaptive input/softmax and per-layer heads / FFN widths.
 
-    def __init__(self, cfg: TransformerXLConfig, dropout: float = 0.0, dropatt: float = 0.0) -> None:
+    ``word_grads=False`` builds the word tables (input embeddings, shared with the softmax
+    when tied, and untied output tables) with ``requires_grad=False``: every other
+    gradient, the loss and the input Jacobian are unchanged, but the backward pass skips
+    the dense (vocabulary x width) table gradients that no statistic reads.
+    """
+
+    def __init__(self, cfg: TransformerXLConfig, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         self.word_emb = AdaptiveEmbedding(cfg)
@@ -286,11 +292,17 @@ class TransformerXLModel(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(RelDecoderLayer(cfg, i, dropout, dropatt) for i in range(cfg.n_layer))
         self.crit = ProjectedAdaptiveSoftmax(cfg)
+        if not word_grads:
+            for table in [*(m.weight for m in self.word_emb.emb_layers), *self.crit.out_weights]:
+                table.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean LM loss when ``labels`` (next tokens) are given, else the last hidden states."""
         qlen = input_ids.shape[1]
-        hidden = self.drop(self.word_emb(input_ids))
+        hidden = self.word_emb(input_ids)
+        if torch.is_grad_enabled() and not hidden.requires_grad:  # frozen tables, no projection
+            hidden.requires_grad_(True)  # keep dL/d(input embeddings) (input J) defined
+        hidden = self.drop(hidden)
         distances = torch.arange(qlen - 1, -1, -1.0, device=input_ids.device, dtype=hidden.dtype)
         if self.cfg.clamp_len > 0:
             distances = distances.clamp(max=self.cfg.clamp_len)
@@ -309,11 +321,13 @@ class TransformerXLModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------- helpers
-def build_transformer_xl(cfg: TransformerXLConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0) -> TransformerXLModel:
+def build_transformer_xl(
+    cfg: TransformerXLConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True
+) -> TransformerXLModel:
     """A deterministically initialised model (global RNG state is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return TransformerXLModel(cfg, dropout=dropout, dropatt=dropatt)
+        return TransformerXLModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads)
 
 
 def txl_taps(model: TransformerXLModel) -> Taps:
