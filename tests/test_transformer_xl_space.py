@@ -272,3 +272,32 @@ def test_trimmed_config_builds_with_lts_counts_for_both_families():
     loss = model(input_ids=ids[:, :-1], labels=ids[:, 1:])
     loss.backward()
     assert torch.isfinite(loss) and abs(loss.item() - math.log(n)) < 1.0
+
+
+# ------------------------------------------------------------------------ end to end
+def test_search_and_rank_on_a_transformer_xl_folder(tmp_path, data_root, space):
+    """The main job on 6 small archs of an LTS Transformer-XL folder: the result contract,
+    the statistics cached, and the printed formula re-ranked (warm) to the same τ."""
+    by_size = sorted(space.arch_ids(), key=lambda a: space.param_counts(a)["total"])[:6]
+    folder = tmp_path / "txl_small"
+    folder.mkdir()
+    for arch_id in by_size:
+        config, job = arch_id.rsplit("_", 1)
+        (folder / config).mkdir(exist_ok=True)
+        (folder / config / job).symlink_to(data_root / TXL / config / job)
+    for name in ("ppl_summary.yaml", "params_summary.yaml"):
+        shutil.copy(data_root / TXL / name, folder / name)
+    args = ["search_space=transformer_xl", f"search_space.benchmark={folder}", "logger=none", "threads=1",
+            "strategy.iterations=8", "strategy.population=6", "search.n_archs=6", "data.seq_len=32",
+            f"cache.dir={tmp_path / 'cache'}"]
+    import json
+
+    r = run_cli(*args, f"hydra.run.dir={tmp_path / 'search'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = json.loads((tmp_path / "search" / "result.json").read_text())
+    assert first["full"]["n_archs"] == 6 and math.isfinite(first["full"]["kendall_tau"])
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 6
+    ranked = run_cli("task=rank", f"proxy='{first['best_proxy']}'", *args, f"hydra.run.dir={tmp_path / 'rank'}")
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    row = json.loads((tmp_path / "rank" / "ranking.json").read_text())[0]
+    assert row["kendall_tau"] == pytest.approx(first["full"]["kendall_tau"], abs=1e-9)
