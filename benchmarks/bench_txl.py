@@ -6,20 +6,36 @@
 Runs the default search on ``search_space=transformer_xl`` as a user would (a subprocess
 of ``python -m lpzero_fw``, empty cache: all 200 architectures are extracted for the
 full pass) and prints its wall time, peak RSS and in-sample τ/ρ; then the extraction
-seconds (build + forward/backward + statistics) of the smallest, median and largest
+wall and CPU seconds (build + forward/backward + statistics) of the smallest, median and largest
 model, with ``word_grads`` off (the default) and on.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search import REPO, run  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str]) -> tuple[float, float, float, dict]:
+    """Wall seconds, CPU seconds (user + system: what a loaded machine does not inflate
+    much), peak RSS (GB) and result.json of one CLI run."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    out = Path(tempfile.mkdtemp(prefix="lpzero-bench-txl-run-"))
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lpzero_fw", "logger=none", f"hydra.run.dir={out}", *args],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"run failed ({status}): {' '.join(args)}\n{proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, json.loads((out / "result.json").read_text())
 
 
 def extraction_per_arch(word_grads: bool) -> list[tuple[str, int, float]]:
@@ -39,9 +55,9 @@ def extraction_per_arch(word_grads: bool) -> list[tuple[str, int, float]]:
     rows = []
     for arch in (ordered[0], ordered[len(ordered) // 2], ordered[-1]):
         store = StatsStore(space, **args)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         store.get(arch)
-        rows.append((arch, sizes[arch], time.perf_counter() - start))
+        rows.append((arch, sizes[arch], time.perf_counter() - start, time.process_time() - cpu))
     return rows
 
 
@@ -51,9 +67,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_search:
         cache = tempfile.mkdtemp(prefix="lpzero-bench-txl-")
-        wall, rss, result = run(["search_space=transformer_xl", "threads=1", f"cache.dir={cache}"])
+        wall, cpu, rss, result = run(["search_space=transformer_xl", "threads=1", f"cache.dir={cache}"])
         full = result["full"]
-        print(f"cold default search       {wall:8.1f} s   peak RSS {rss:.2f} GB, "
+        print(f"cold default search       {wall:8.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.2f} GB, "
               f"{result['timing']['archs_extracted']} archs extracted")
         print(f"best proxy {result['best_proxy']}: in-sample tau {full['kendall_tau']:.4f} "
               f"rho {full['spearman_rho']:.4f} on {full['n_archs']} archs")
@@ -64,9 +80,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     for word_grads in (False, True):
-        for arch, params, seconds in extraction_per_arch(word_grads):
+        for arch, params, seconds, cpu in extraction_per_arch(word_grads):
             print(f"extraction word_grads={str(word_grads).lower():<5} {arch:<14} {params / 1e6:6.1f}M params "
-                  f"{seconds:6.2f} s")
+                  f"{seconds:6.2f} s wall, {cpu:6.2f} s CPU")
 
 
 if __name__ == "__main__":
