@@ -72,6 +72,17 @@ def test_built_models_have_the_analytic_counts(space, small):
         assert sum(p.numel() for p in model.parameters()) == space.bench.params(arch_id)["total"]
 
 
+def test_cached_word_tables_build_bit_identical_models(space, small):
+    for arch_id in (*small, small[0]):  # the last build reuses the first one's tables
+        built, fresh = space.build_model(arch_id).state_dict(), build_transformer_xl(space.config(arch_id)).state_dict()
+        assert built.keys() == fresh.keys() and all(torch.equal(built[k], fresh[k]) for k in built)
+    model = space.build_model(small[0])
+    with torch.no_grad():
+        model.word_emb.emb_layers[0].weight.abs_()  # synflow does this: the cache must not change
+    assert torch.equal(space.build_model(small[0]).word_emb.emb_layers[0].weight,
+                       build_transformer_xl(space.config(small[0])).word_emb.emb_layers[0].weight)
+
+
 # ---------------------------------------------------------------------- the model
 def _tiny(**overrides) -> TransformerXLConfig:
     raw = dict(n_layer=2, n_token=100, d_model=16, d_embed=16, n_head=[2, 4], d_head=-1, d_inner=[24, 40],

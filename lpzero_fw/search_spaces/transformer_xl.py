@@ -11,6 +11,8 @@ Speed: the word tables hold up to 137M of a model's 158M parameters; with
 ``word_grads=False`` (default) they get no gradient. No statistic or baseline reads it (G
 is over ``taps.linears``), every other gradient is the same, and the backward pass takes
 about half the time (tests/test_transformer_xl_space.py checks the statistics are equal).
+The word tables depend only on the seed and the vocabulary geometry (9 combinations in
+the benchmark): they are drawn once per space and copied (up to 1.4 GB kept).
 Batches: :func:`lpzero_fw.data.batches.make_token_ids`, inputs ``ids[:, :-1]`` and labels
 ``ids[:, 1:]``. ``data=synthetic`` draws Zipf-distributed ids over the whole vocabulary,
 which fits its frequency order (id 0 = most frequent word). Text data is GPT-2 BPE
@@ -61,6 +63,7 @@ class TransformerXLSpace(SearchSpace):
         self.benchmark = str(self.bench.folder)
         self.data = dict(DEFAULT_DATA if data is None else data)
         self._cfgs: dict[str, TransformerXLConfig] = {}
+        self._tables: dict = {}  # word tables per (seed, vocabulary geometry): see build_transformer_xl
         self._ids = self.bench.arch_ids()
 
     # -- benchmark -----------------------------------------------------------------
@@ -89,7 +92,7 @@ class TransformerXLSpace(SearchSpace):
 
     # -- models --------------------------------------------------------------------
     def build_model(self, arch_id: str, seed: int = 0) -> nn.Module:
-        return build_transformer_xl(self.config(arch_id), seed=seed, word_grads=self.word_grads)
+        return build_transformer_xl(self.config(arch_id), seed=seed, word_grads=self.word_grads, table_cache=self._tables)
 
     def param_counts(self, arch_id: str) -> dict[str, int]:
         """Analytic counts (no model allocated): ``params_summary.yaml``'s keys plus the

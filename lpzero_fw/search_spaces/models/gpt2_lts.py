@@ -291,18 +291,26 @@ def _normal(*shape: int, std: float) -> torch.Tensor:
     return torch.empty(*shape).normal_(0.0, std)
 
 
+def draw_word_tables(cfg: AdaptiveVocab) -> list[torch.Tensor]:
+    """The adaptive embedding's word tables, N(0, weight_init_std), drawn in table order:
+    the first RNG draws of a model, so they depend only on the seed and the vocabulary
+    geometry (``n_token``, cutoffs, ``div_val``, ``d_embed``), not on the rest of the model."""
+    rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
+    return [_normal(n, dim, std=cfg.weight_init_std) for n, dim in zip(rows, cfg.embed_dims())]
+
+
 class AdaptiveEmbedding(nn.Module):
     """Adaptive input embedding, projected to d_model and scaled by sqrt(d_model)."""
 
-    def __init__(self, cfg: AdaptiveVocab) -> None:
+    def __init__(self, cfg: AdaptiveVocab, tables: list[torch.Tensor] | None = None) -> None:
+        """``tables``: the word tables as :func:`draw_word_tables` returns them (used as
+        they are); None draws them here, from the same RNG calls."""
         super().__init__()
         self.cfg = cfg
         self.scale = cfg.d_model**0.5
-        rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
-        self.emb_layers = nn.ModuleList(
-            nn.Embedding(n, dim, _weight=_normal(n, dim, std=cfg.weight_init_std))
-            for n, dim in zip(rows, cfg.embed_dims())
-        )
+        if tables is None:
+            tables = draw_word_tables(cfg)
+        self.emb_layers = nn.ModuleList(nn.Embedding(*t.shape, _weight=t) for t in tables)
         # projections (d_model, dim) where needed; index-aligned with emb_layers when present
         self.emb_projs = nn.ParameterList(
             nn.Parameter(_normal(cfg.d_model, dim, std=cfg.proj_init_std))

@@ -61,6 +61,7 @@ from lpzero_fw.search_spaces.models.gpt2_lts import (
     AdaptiveVocab,
     ProjectedAdaptiveSoftmax,
     adaptive_param_counts,
+    draw_word_tables,
     parse_lts_common,
 )
 
@@ -166,7 +167,7 @@ def _layer_norm(d_model: int, std: float) -> nn.LayerNorm:
 
 
 def _linear(d_in: int, d_out: int, bias: bool, std: float) -> nn.Linear:
-    layer = nn.Linear(d_in, d_out, bias=bias)
+    layer = torch.nn.utils.skip_init(nn.Linear, d_in, d_out, bias=bias)  # no default draw to overwrite
     _normal_(layer.weight, 0.0, std)
     if bias:
         nn.init.zeros_(layer.bias)
@@ -284,10 +285,13 @@ class TransformerXLModel(nn.Module):
     the dense (vocabulary x width) table gradients that no statistic reads.
     """
 
-    def __init__(self, cfg: TransformerXLConfig, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True) -> None:
+    def __init__(
+        self, cfg: TransformerXLConfig, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True,
+        tables: list[torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.word_emb = AdaptiveEmbedding(cfg)
+        self.word_emb = AdaptiveEmbedding(cfg, tables)
         self.pos_emb = SinusoidPositions(cfg.d_model)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(RelDecoderLayer(cfg, i, dropout, dropatt) for i in range(cfg.n_layer))
@@ -322,12 +326,29 @@ class TransformerXLModel(nn.Module):
 
 # ----------------------------------------------------------------------------- helpers
 def build_transformer_xl(
-    cfg: TransformerXLConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True
+    cfg: TransformerXLConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True,
+    table_cache: dict | None = None,
 ) -> TransformerXLModel:
-    """A deterministically initialised model (global RNG state is left untouched)."""
+    """A deterministically initialised model (global RNG state is left untouched).
+
+    ``table_cache`` (a dict the caller owns, e.g. one per search space): the word tables
+    are a model's first RNG draws and depend only on the seed and the vocabulary geometry,
+    which the 200 benchmark models share in 9 combinations; a cached copy plus the RNG
+    state after drawing it gives a bit-identical model without drawing up to 137M normal
+    numbers again (the slowest step of building one).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return TransformerXLModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads)
+        if table_cache is None:
+            return TransformerXLModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads)
+        key = (int(seed), cfg.n_token, cfg.cutoffs, cfg.div_val, cfg.d_embed, cfg.weight_init_std)
+        if key not in table_cache:
+            tables = draw_word_tables(cfg)
+            table_cache[key] = (tables, torch.get_rng_state())
+        tables, state = table_cache[key]
+        torch.set_rng_state(state)
+        copies = [t.clone() for t in tables]  # models own their tables (synflow writes |W| in place)
+        return TransformerXLModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads, tables=copies)
 
 
 def txl_taps(model: TransformerXLModel) -> Taps:
