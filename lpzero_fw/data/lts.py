@@ -10,6 +10,16 @@ An LTS folder (e.g. ``random_GPT2_wt103``, ``random_TransXL_wt103`` or a user's
 Every file is parsed at most once per :class:`LTSBenchmark` instance (libyaml's C
 loader when available). A missing or corrupt file raises :class:`LPZeroError`
 naming the file.
+
+Model families: GPT-2 and Transformer-XL folders share the layout and most config keys
+(GPT-2 configs even carry ``attn_type`` and ``mem_len``), so :func:`benchmark_family`
+decides from, in order: an explicit ``model_type``; the published parameter counts, whose
+attention part has a different closed form per family (GPT-2: ``sum_l 4d^2 + 4d``, biased
+q/k/v/o; Transformer-XL: ``sum_l 5 d e_l + 2d``, unbiased q/k/v/r/o and a LayerNorm,
+``e_l = n_head_l * d_head_l``); the training run's ``experiment_name``; the folder name.
+A FlexiBERT benchmark (a JSON file of entries with ``hparams`` and ``scores``) is
+recognised too, so every search space can refuse another family's benchmark
+(:func:`require_family`). Family names are search-space names.
 """
 from __future__ import annotations
 
@@ -54,11 +64,99 @@ def load_yaml_mapping(path: Path) -> dict:
     return data
 
 
-class LTSBenchmark:
-    """Lazy, cached view of one LTS benchmark folder."""
+GPT2, TRANSFORMER_XL, FLEXIBERT = "gpt2", "transformer_xl", "flexibert"
 
-    def __init__(self, folder: str | Path) -> None:
+
+def _family_from_text(text: str) -> str | None:
+    low = text.lower().replace("-", "_")
+    if any(tag in low for tag in ("transfo_xl", "transxl", "xformer_xl", "mem_transformer", "transformer_xl")):
+        return TRANSFORMER_XL
+    if "gpt2" in low:
+        return GPT2
+    if "bert" in low:
+        return FLEXIBERT
+    return None
+
+
+def _family_from_counts(config: dict, counts: dict) -> str | None:
+    """The family whose closed-form attention count equals the published ``Attn``."""
+    try:
+        d, n_layer = int(config["d_model"]), int(config["n_layer"])
+        heads = config["n_head"]
+        heads = [int(h) for h in heads][:n_layer] if isinstance(heads, list) else [int(heads)] * n_layer
+        d_head = int(config.get("d_head", -1) or -1)
+        published = int(counts["Attn"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    widths = [h * (d_head if d_head > 0 else d // h) for h in heads if h > 0]
+    if published == n_layer * (4 * d * d + 4 * d):
+        return GPT2
+    if published == sum(5 * d * e + 2 * d for e in widths):
+        return TRANSFORMER_XL
+    return None
+
+
+def benchmark_family(path: str | Path) -> str | None:
+    """``"gpt2"``, ``"transformer_xl"``, ``"flexibert"`` or None (undecided) for a benchmark path."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            try:
+                import json
+
+                entries = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                return None
+            first = entries[0] if isinstance(entries, list) and entries else None
+            if isinstance(first, dict) and "hparams" in first and "scores" in first:
+                return FLEXIBERT
+        return None
+    if not path.is_dir():
+        return None
+    try:
+        bench = LTSBenchmark(path)
+        first = bench.arch_ids()[0]
+        config = bench.config(first)
+    except LPZeroError:
+        return _family_from_text(path.name)
+    if isinstance(config.get("model_type"), str):
+        found = _family_from_text(config["model_type"])
+        if found:
+            return found
+    if (path / PARAMS_FILE).is_file():
+        try:
+            found = _family_from_counts(config, bench.params_summary().get(first) or {})
+        except LPZeroError:
+            found = None
+        if found:
+            return found
+    for text in (str(config.get("experiment_name") or ""), path.name):
+        found = _family_from_text(text)
+        if found:
+            return found
+    return None
+
+
+def require_family(path: str | Path, expected: str) -> None:
+    """Refuse a benchmark of another model family in one line naming the search space to use."""
+    found = benchmark_family(path)
+    if found is not None and found != expected:
+        raise LPZeroError(
+            f"benchmark {str(Path(path).expanduser())!r} holds {found} models, not {expected}; "
+            f"use search_space={found}"
+        )
+
+
+class LTSBenchmark:
+    """Lazy, cached view of one LTS benchmark folder.
+
+    ``family`` (a search-space name): refuse the folder when it holds another family.
+    """
+
+    def __init__(self, folder: str | Path, family: str | None = None) -> None:
         self.folder = Path(folder).expanduser()
+        if family is not None:
+            require_family(self.folder, family)
         if not self.folder.is_dir():
             raise LPZeroError(
                 f"benchmark folder {str(self.folder)!r} does not exist or is not a directory"

@@ -48,6 +48,9 @@ class SearchSpace(ABC):
     higher_is_better: ClassVar[bool] = True
     #: human name of the ground-truth metric, for tables and plots
     metric_name: ClassVar[str] = "quality"
+    #: model family of the benchmarks this space reads (a search-space name, e.g. "gpt2");
+    #: a benchmark of another family is refused (``lpzero_fw.data.lts.require_family``)
+    family: ClassVar[str | None] = None
 
     @abstractmethod
     def arch_ids(self) -> list[str]:

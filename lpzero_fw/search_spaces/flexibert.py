@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lpzero_fw.data.lts import require_family
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import Batch, SearchSpace, Taps
 from lpzero_fw.search_spaces.models.flexibert import (
@@ -86,6 +87,7 @@ class FlexiBERTSpace(SearchSpace):
 
     higher_is_better = True
     metric_name = "glue"
+    family = "flexibert"
 
     def __init__(
         self,
@@ -116,6 +118,8 @@ class FlexiBERTSpace(SearchSpace):
         self.reference_quirks = bool(reference_quirks)
         self.objective = objective
         self.mask_prob = float(mask_prob)
+        if Path(self.benchmark).expanduser().is_dir():  # an LTS folder: name its search space
+            require_family(self.benchmark, self.family)
         records = load_benchmark(self.benchmark)
         self._ids = [f"{ARCH_PREFIX}{i}" for i, _, _ in records]
         self._glue = {f"{ARCH_PREFIX}{i}": g for i, g, _ in records}

@@ -38,6 +38,7 @@ class GPT2Space(SearchSpace):
 
     higher_is_better = False
     metric_name = "valid_ppl"
+    family = "gpt2"
 
     def __init__(
         self,
@@ -53,7 +54,7 @@ class GPT2Space(SearchSpace):
             isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 1
         ):
             raise LPZeroError(f"search_space.max_positions={max_positions!r} must be a positive integer or null")
-        self.bench = LTSBenchmark(benchmark)
+        self.bench = LTSBenchmark(benchmark, family=self.family)
         self.benchmark = str(self.bench.folder)
         self.data = dict(DEFAULT_DATA if data is None else data)
         self.max_positions = max_positions

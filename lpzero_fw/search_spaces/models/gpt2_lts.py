@@ -3,7 +3,7 @@
 Architecture (facts from the LPZero reference ``lpzero/model/hf_gpt2`` +
 ``model_utils/adaptive_embedding.py`` / ``proj_adaptive_softmax.py``)
 ------------------------------------------------------------------------------------
-* Input: adaptive embedding of ``n_token`` ids. The vocabulary is split at the cleaned
+* Input: adaptive embedding of ``n_token`` ids (``d_embed: -1`` means d_model). The vocabulary is split at the cleaned
   ``cutoffs`` (see :func:`clean_cutoffs`; the benchmark's ``[19997, 39997, 199997, 50264]``
   becomes ``[19997, 39997, 50264]``: 3 clusters). ``div_val == 1``: one
   ``Embedding(n_token, d_embed)`` plus a projection ``(d_model, d_embed)`` only when
@@ -87,47 +87,39 @@ ACTIVATION = "gelu_new"
 
 # ----------------------------------------------------------------------------- config
 def clean_cutoffs(cutoffs: list[int] | None, n_token: int) -> list[int]:
-    """Cluster end ids as the reference uses them; the last one is always ``n_token``.
+    """Cluster end ids exactly as the LTS code cleans them; the last one is always ``n_token``.
 
-    Walk the increasing list and stop at the first entry above ``n_token`` (later entries
-    are dropped), clamp the last kept entry to ``n_token`` and append ``n_token`` if the
-    list ends below it. ``None`` means the reference default ``[19997, 39997, 199997]``.
+    Walk the strictly increasing list from its second entry and cut it before the first
+    entry above ``n_token``; if the (then) last entry still exceeds ``n_token`` (only the
+    first entry can) it becomes ``n_token``, and ``n_token`` is appended when the list ends
+    below it. So ``[59997, 99997, 639997, 50264]`` with ``n_token=50264`` leaves the
+    single cluster ``[50264]``. ``None`` means the LTS default ``[19997, 39997, 199997]``.
     """
     values = [19997, 39997, 199997, n_token] if cutoffs is None else [int(c) for c in cutoffs]
     if not values:
         return [n_token]
-    kept = [values[0]]
-    for value in values[1:]:
-        if value <= kept[-1]:
+    end = 1
+    while end < len(values):
+        if values[end] <= values[end - 1]:
             raise LPZeroError(f"cutoffs {list(cutoffs or [])} must be strictly increasing")
-        kept.append(value)
-        if value > n_token:
+        if values[end] > n_token:
             break
-    if kept[-1] > n_token:
-        kept[-1] = n_token
+        end += 1
+    kept = values[:end]
+    kept[-1] = min(kept[-1], n_token)
     if kept[-1] < n_token:
         kept.append(n_token)
-    if kept[0] <= 0 or (len(kept) > 1 and kept[-2] >= n_token):
-        raise LPZeroError(f"cutoffs {list(cutoffs or [])} do not split n_token={n_token}")
+    if kept[0] <= 0:
+        raise LPZeroError(f"cutoffs {list(cutoffs or [])} must be positive token ids")
     return kept
 
 
-@dataclass(frozen=True)
-class GPT2LTSConfig:
-    """The model-relevant part of an LTS ``model_config.yaml`` (lists already per layer)."""
+class AdaptiveVocab:
+    """Adaptive input/softmax geometry shared by the LTS model configs (GPT-2, Transformer-XL).
 
-    n_token: int
-    n_positions: int
-    d_model: int
-    d_embed: int
-    n_head: tuple[int, ...]
-    d_inner: tuple[int, ...]
-    div_val: int
-    cutoffs: tuple[int, ...]  # cleaned: the last entry is n_token
-    tie_weight: bool
-    tie_projs: tuple[bool, ...]  # one per cluster
-    weight_init_std: float = 0.02
-    proj_init_std: float = 0.01
+    Needs the attributes ``n_token``, ``d_model``, ``d_embed``, ``div_val``, ``cutoffs``
+    (cleaned), ``n_head`` (per layer), ``tie_weight``, ``tie_projs``.
+    """
 
     @property
     def n_layer(self) -> int:
@@ -153,61 +145,117 @@ class GPT2LTSConfig:
             return [self.d_embed != self.d_model]
         return [True] * len(self.cutoffs)
 
+
+def parse_lts_common(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields every LTS model config shares, parsed as the LTS code reads them.
+
+    ``d_embed`` -1 (or missing) means ``d_model``; scalar ``n_head`` / ``d_inner`` repeat
+    per layer; cutoffs are cleaned (:func:`clean_cutoffs`) and ``tie_projs`` cut to the
+    cluster count (missing entries: tied). Raises LPZeroError naming ``where``.
+    """
+
+    def need(key: str) -> Any:
+        if key not in raw:
+            raise LPZeroError(f"{where}: missing key {key!r}")
+        return raw[key]
+
+    try:
+        n_layer = int(need("n_layer"))
+        n_token = int(need("n_token"))
+        d_model = int(need("d_model"))
+        d_embed = raw.get("d_embed")
+        d_embed = d_model if d_embed is None or int(d_embed) < 0 else int(d_embed)
+        per_layer = {}
+        for key in ("n_head", "d_inner"):
+            value = need(key)
+            values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)] * n_layer
+            if len(values) < n_layer:
+                raise LPZeroError(f"{where}: {key} has {len(values)} entries for n_layer={n_layer}")
+            per_layer[key] = tuple(values[:n_layer])
+        div_val = int(raw.get("div_val", 1))
+        cutoffs = clean_cutoffs(raw.get("cutoffs"), n_token)
+        tie_projs_raw = raw.get("tie_projs")
+        if not tie_projs_raw:  # reference default: untie the head only when adaptive
+            tie_projs_raw = [not raw.get("adaptive", True)] + [True] * (len(cutoffs) - 1)
+        tie_projs = tuple(bool(t) for t in list(tie_projs_raw)[: len(cutoffs)])
+        tie_projs += (True,) * (len(cutoffs) - len(tie_projs))
+        fields = dict(
+            n_token=n_token,
+            d_model=d_model,
+            d_embed=d_embed,
+            n_head=per_layer["n_head"],
+            d_inner=per_layer["d_inner"],
+            div_val=div_val,
+            cutoffs=tuple(cutoffs),
+            tie_weight=bool(raw.get("tie_weight", True)),
+            tie_projs=tie_projs,
+            weight_init_std=float(raw.get("weight_init_std", 0.02)),
+            proj_init_std=float(raw.get("proj_init_std", 0.01)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise LPZeroError(f"{where}: malformed value ({exc})") from None
+    if div_val < 1:
+        raise LPZeroError(f"{where}: div_val={div_val} is not supported; use 1, 2, 4, ...")
+    if n_layer < 1 or d_model < 1 or n_token < 1:
+        raise LPZeroError(f"{where}: n_layer, d_model and n_token must be positive")
+    if any(d_embed // div_val**i < 1 for i in range(len(cutoffs) if div_val > 1 else 1)):
+        raise LPZeroError(f"{where}: d_embed={d_embed} // div_val**i reaches 0")
+    return fields
+
+
+@dataclass(frozen=True)
+class GPT2LTSConfig(AdaptiveVocab):
+    """The model-relevant part of an LTS ``model_config.yaml`` (lists already per layer)."""
+
+    n_token: int
+    n_positions: int
+    d_model: int
+    d_embed: int
+    n_head: tuple[int, ...]
+    d_inner: tuple[int, ...]
+    div_val: int
+    cutoffs: tuple[int, ...]  # cleaned: the last entry is n_token
+    tie_weight: bool
+    tie_projs: tuple[bool, ...]  # one per cluster
+    weight_init_std: float = 0.02
+    proj_init_std: float = 0.01
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], n_positions: int | None = None, where: str = "config") -> "GPT2LTSConfig":
-        def need(key: str) -> Any:
-            if key not in raw:
-                raise LPZeroError(f"{where}: missing key {key!r}")
-            return raw[key]
-
+        fields = parse_lts_common(raw, where)
         try:
-            n_layer = int(need("n_layer"))
-            n_token = int(need("n_token"))
-            d_model = int(need("d_model"))
-            d_embed = raw.get("d_embed")
-            d_embed = d_model if d_embed in (None, -1) else int(d_embed)
-            per_layer = {}
-            for key in ("n_head", "d_inner"):
-                value = need(key)
-                values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)] * n_layer
-                if len(values) < n_layer:
-                    raise LPZeroError(f"{where}: {key} has {len(values)} entries for n_layer={n_layer}")
-                per_layer[key] = tuple(values[:n_layer])
-            div_val = int(raw.get("div_val", 1))
             tgt_len = int(raw.get("tgt_len") or raw.get("n_positions") or 192)
             positions = int(n_positions) if n_positions is not None else tgt_len
-            cutoffs = clean_cutoffs(raw.get("cutoffs"), n_token)
-            tie_projs_raw = raw.get("tie_projs")
-            if not tie_projs_raw:  # reference default: untie the head only when adaptive
-                tie_projs_raw = [not raw.get("adaptive", True)] + [True] * (len(cutoffs) - 1)
-            tie_projs = tuple(bool(t) for t in list(tie_projs_raw)[: len(cutoffs)])
-            tie_projs += (True,) * (len(cutoffs) - len(tie_projs))
-            cfg = cls(
-                n_token=n_token,
-                n_positions=positions,
-                d_model=d_model,
-                d_embed=d_embed,
-                n_head=per_layer["n_head"],
-                d_inner=per_layer["d_inner"],
-                div_val=div_val,
-                cutoffs=tuple(cutoffs),
-                tie_weight=bool(raw.get("tie_weight", True)),
-                tie_projs=tie_projs,
-                weight_init_std=float(raw.get("weight_init_std", 0.02)),
-                proj_init_std=float(raw.get("proj_init_std", 0.01)),
-            )
         except (TypeError, ValueError) as exc:
             raise LPZeroError(f"{where}: malformed value ({exc})") from None
-        if cfg.div_val < 1:
-            raise LPZeroError(f"{where}: div_val={cfg.div_val} is not supported; use 1, 2, 4, ...")
-        if n_layer < 1 or d_model < 1 or positions < 1:
-            raise LPZeroError(f"{where}: n_layer, d_model and positions must be positive")
-        for heads in cfg.n_head:
+        if positions < 1:
+            raise LPZeroError(f"{where}: positions must be positive")
+        d_model = fields["d_model"]
+        for heads in fields["n_head"]:
             if heads < 1 or d_model % heads:
                 raise LPZeroError(f"{where}: d_model={d_model} is not divisible by n_head={heads}")
-        if any(dim < 1 for dim in cfg.embed_dims()):
-            raise LPZeroError(f"{where}: d_embed={d_embed} // div_val**i reaches 0")
-        return cfg
+        return cls(n_positions=positions, **fields)
+
+
+def adaptive_param_counts(cfg: AdaptiveVocab) -> tuple[int, int]:
+    """(input tables + input projections, softmax-only parameters) of the adaptive I/O.
+
+    Softmax-only = cluster weight and bias (``n_clusters * (d_embed + 1)``) + the output
+    biases (``n_token``) + untied output projections (+ the output word matrices when
+    ``tie_weight`` is false).
+    """
+    d = cfg.d_model
+    dims, projected = cfg.embed_dims(), cfg.input_projected()
+    rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
+    tables = sum(n * dim for n, dim in zip(rows, dims))
+    input_projs = sum(d * dim for dim, p in zip(dims, projected) if p)
+    softmax = cfg.n_token
+    if cfg.n_clusters > 0:
+        softmax += cfg.n_clusters * (cfg.d_embed + 1)
+    softmax += sum(d * dim for _, dim in _untied_output_projs(cfg))
+    if not cfg.tie_weight:
+        softmax += tables
+    return tables + input_projs, softmax
 
 
 def analytic_param_counts(cfg: GPT2LTSConfig) -> dict[str, int]:
@@ -216,17 +264,8 @@ def analytic_param_counts(cfg: GPT2LTSConfig) -> dict[str, int]:
     attn = n_layer * (4 * d * d + 4 * d)
     ffn = sum(2 * d * inner + inner + d for inner in cfg.d_inner)
     layer_norm = (4 * n_layer + 2) * d
-    dims, projected = cfg.embed_dims(), cfg.input_projected()
-    rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
-    tables = sum(n * dim for n, dim in zip(rows, dims))
-    input_projs = sum(d * dim for dim, p in zip(dims, projected) if p)
-    ada_emb = tables + input_projs + cfg.n_positions * d
-    softmax = cfg.n_token  # output biases
-    if cfg.n_clusters > 0:
-        softmax += cfg.n_clusters * (cfg.d_embed + 1)
-    softmax += sum(d * dim for _, dim in _untied_output_projs(cfg))
-    if not cfg.tie_weight:
-        softmax += tables
+    embedding, softmax = adaptive_param_counts(cfg)
+    ada_emb = embedding + cfg.n_positions * d
     nonembedding = attn + ffn + layer_norm
     return {
         "AdaEmb": ada_emb,
@@ -237,7 +276,7 @@ def analytic_param_counts(cfg: GPT2LTSConfig) -> dict[str, int]:
     }
 
 
-def _untied_output_projs(cfg: GPT2LTSConfig) -> list[tuple[int, int]]:
+def _untied_output_projs(cfg: AdaptiveVocab) -> list[tuple[int, int]]:
     """(cluster index, embed dim) of every output projection that is its own parameter."""
     if cfg.div_val == 1:
         if cfg.d_embed == cfg.d_model:
@@ -252,18 +291,26 @@ def _normal(*shape: int, std: float) -> torch.Tensor:
     return torch.empty(*shape).normal_(0.0, std)
 
 
+def draw_word_tables(cfg: AdaptiveVocab) -> list[torch.Tensor]:
+    """The adaptive embedding's word tables, N(0, weight_init_std), drawn in table order:
+    the first RNG draws of a model, so they depend only on the seed and the vocabulary
+    geometry (``n_token``, cutoffs, ``div_val``, ``d_embed``), not on the rest of the model."""
+    rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
+    return [_normal(n, dim, std=cfg.weight_init_std) for n, dim in zip(rows, cfg.embed_dims())]
+
+
 class AdaptiveEmbedding(nn.Module):
     """Adaptive input embedding, projected to d_model and scaled by sqrt(d_model)."""
 
-    def __init__(self, cfg: GPT2LTSConfig) -> None:
+    def __init__(self, cfg: AdaptiveVocab, tables: list[torch.Tensor] | None = None) -> None:
+        """``tables``: the word tables as :func:`draw_word_tables` returns them (used as
+        they are); None draws them here, from the same RNG calls."""
         super().__init__()
         self.cfg = cfg
         self.scale = cfg.d_model**0.5
-        rows = [cfg.n_token] if cfg.div_val == 1 else [r - l for l, r in cfg.cluster_bounds()]
-        self.emb_layers = nn.ModuleList(
-            nn.Embedding(n, dim, _weight=_normal(n, dim, std=cfg.weight_init_std))
-            for n, dim in zip(rows, cfg.embed_dims())
-        )
+        if tables is None:
+            tables = draw_word_tables(cfg)
+        self.emb_layers = nn.ModuleList(nn.Embedding(*t.shape, _weight=t) for t in tables)
         # projections (d_model, dim) where needed; index-aligned with emb_layers when present
         self.emb_projs = nn.ParameterList(
             nn.Parameter(_normal(cfg.d_model, dim, std=cfg.proj_init_std))
@@ -355,7 +402,7 @@ class GPT2LTSBlock(nn.Module):
 class ProjectedAdaptiveSoftmax(nn.Module):
     """Adaptive softmax head; only parameters not shared with the embedding live here."""
 
-    def __init__(self, cfg: GPT2LTSConfig) -> None:
+    def __init__(self, cfg: AdaptiveVocab) -> None:
         super().__init__()
         self.cfg = cfg
         if cfg.n_clusters > 0:
@@ -376,23 +423,33 @@ class ProjectedAdaptiveSoftmax(nn.Module):
             for _, dim in _untied_output_projs(cfg)
         )
 
-    def _cluster(self, i: int, embedding: AdaptiveEmbedding):
-        """(weight, bias, projection or None) of cluster i."""
+    def _clusters(self, embedding: AdaptiveEmbedding) -> list[tuple]:
+        """(weight, bias, projection or None) per cluster.
+
+        With ``div_val == 1`` the single table and bias are split once (``torch.split``):
+        its backward writes one full-size gradient, where per-cluster slicing would
+        allocate and fill a full-size zero gradient per cluster (the 267k-word vocabulary
+        of Transformer-XL made that the slowest step of the backward pass).
+        """
         cfg = self.cfg
-        lo, hi = cfg.cluster_bounds()[i]
         weights = self.out_weights if not cfg.tie_weight else [m.weight for m in embedding.emb_layers]
         if cfg.div_val == 1:
-            weight, bias = weights[0][lo:hi], self.out_biases[0][lo:hi]
-            table = 0
+            sizes = [hi - lo for lo, hi in cfg.cluster_bounds()]
+            pairs = list(zip(weights[0].split(sizes), self.out_biases[0].split(sizes)))
+            tables = [0] * len(sizes)
         else:
-            weight, bias, table = weights[i], self.out_biases[i], i
-        if i in self.own_proj_index:
-            proj = self.out_projs[self.own_proj_index[i]]
-        elif cfg.tie_projs[i]:
-            proj = embedding.proj(table)
-        else:  # untied but d_embed == d_model with div_val == 1: no projection at all
-            proj = None
-        return weight, bias, proj
+            pairs = list(zip(weights, self.out_biases))
+            tables = list(range(len(cfg.cutoffs)))
+        out = []
+        for i, ((weight, bias), table) in enumerate(zip(pairs, tables)):
+            if i in self.own_proj_index:
+                proj = self.out_projs[self.own_proj_index[i]]
+            elif cfg.tie_projs[i]:
+                proj = embedding.proj(table)
+            else:  # untied but d_embed == d_model with div_val == 1: no projection at all
+                proj = None
+            out.append((weight, bias, proj))
+        return out
 
     @staticmethod
     def _logits(hidden, weight, bias, proj):
@@ -405,7 +462,8 @@ class ProjectedAdaptiveSoftmax(nn.Module):
     ) -> torch.Tensor:
         """NLL of ``target`` (N,) given ``hidden`` (N, d_model): the mean, or per token (``"none"``)."""
         cfg = self.cfg
-        weight, bias, proj = self._cluster(0, embedding)
+        clusters = self._clusters(embedding)
+        weight, bias, proj = clusters[0]
         if cfg.n_clusters > 0:
             weight = torch.cat([weight, self.cluster_weight], dim=0)
             bias = torch.cat([bias, self.cluster_bias], dim=0)
@@ -416,7 +474,7 @@ class ProjectedAdaptiveSoftmax(nn.Module):
         for i in range(1, len(cfg.cutoffs)):
             lo, hi = cfg.cluster_bounds()[i]
             index = ((target >= lo) & (target < hi)).nonzero(as_tuple=True)[0]
-            weight, bias, proj = self._cluster(i, embedding)
+            weight, bias, proj = clusters[i]
             tail_logprob = torch.log_softmax(self._logits(hidden[index], weight, bias, proj), dim=-1)
             word = tail_logprob.gather(1, (target[index] - lo)[:, None]).squeeze(1)
             parts.append((index, -(head_logprob[index, head_end + i - 1] + word)))
