@@ -21,8 +21,8 @@ from lpzero_fw.registry import STATS
 from lpzero_fw.search_spaces.base import Batch, SearchSpace
 
 #: bump when the meaning or the sampling of any extracted statistic changes (part of
-#: the cache key). 2: samples drawn inside the hooks with the fast sampler below,
-#: stored as float32.
+#: the cache key). 2: samples drawn inside the hooks with the fast sampler below, their
+#: extremes and mean pinned to the layer's, stored as float32.
 EXTRACTOR_VERSION = 2
 
 
@@ -48,12 +48,36 @@ def sampler(budget: int, seed: int = 0) -> Callable[[torch.Tensor], LayerSample]
     """Budget mode: ``budget`` values of a layer at :func:`sample_indices` (no copy of the layer)."""
 
     def keep(tensor: torch.Tensor) -> LayerSample:
+        tensor = tensor.detach()
         n = tensor.numel()
         index = sample_indices(n, budget, seed).to(tensor.device)
         # take() reads row-major positions of non-contiguous tensors without a copy
-        return LayerSample(torch.take(tensor.detach(), index).to("cpu", torch.float32), n)
+        values = torch.take(tensor, index).to("cpu", torch.float64)
+        if n > budget:
+            values = _pin(values, tensor)
+        return LayerSample(values.float(), n)
 
     return keep
+
+
+def _pin(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """Give a sample the layer's exact extremes and exact mean.
+
+    A sample misses the tails (``min_max_normalize`` needs the true min and max) and
+    estimates a mean that cancels (gradients: mean << spread) with an error of about
+    spread / sqrt(k). The sample's smallest and largest values become the layer's, and
+    the other values move by one common shift so the sample's mean is the layer's.
+    """
+    lo, hi = tensor.aminmax()
+    mean = float(torch.mean(tensor, dtype=torch.float64))
+    out = values.clone()
+    i_lo, i_hi = int(out.argmin()), int(out.argmax())
+    rest = torch.ones_like(out, dtype=torch.bool)
+    if i_lo != i_hi:
+        out[i_lo], out[i_hi] = float(lo), float(hi)
+        rest[i_lo] = rest[i_hi] = False
+    out[rest] += (mean * out.numel() - float(out.sum())) / int(rest.sum())
+    return out
 
 
 def extract_raw(
