@@ -66,7 +66,9 @@ def _pin(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
     A sample misses the tails (``min_max_normalize`` needs the true min and max) and
     estimates a mean that cancels (gradients: mean << spread) with an error of about
     spread / sqrt(k). The sample's smallest and largest values become the layer's, and
-    the other values move by one common shift so the sample's mean is the layer's.
+    the other values move by one common shift so the sample's mean is the layer's
+    (values the shift would carry past an extreme stop there, so that mean is then
+    approximate).
     """
     lo, hi = tensor.aminmax()
     mean = float(torch.mean(tensor, dtype=torch.float64))
@@ -77,7 +79,7 @@ def _pin(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
         out[i_lo], out[i_hi] = float(lo), float(hi)
         rest[i_lo] = rest[i_hi] = False
     out[rest] += (mean * out.numel() - float(out.sum())) / int(rest.sum())
-    return out
+    return out.clamp_(float(lo), float(hi))  # a shift must not carry values past the extremes
 
 
 def extract_raw(
