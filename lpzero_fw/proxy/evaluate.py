@@ -24,6 +24,22 @@ Semantics of ``binary(left, right)`` on one architecture:
    ``score = mean_l mean_i result[l, i]`` (the reference implementation's
    ``convert_to_float``: mean of per-layer means).
 
+**Absent inputs.** A search space's taps list each input only where a layer has it
+(a FlexiBERT LT block has no attention softmax, so no S row).
+
+* *Per layer*: a layer without the input contributes no row; the layer reduction
+  (mean, or ``layer_sum``) runs over the layers that have it, and a tensor branch
+  meets another input's tensor branch only when both have the same rows (else
+  ``shape_mismatch``, as for any other shape difference).
+* *Per architecture*: an architecture with no layer of an input that a non-pruned
+  branch reads has no score for that proxy (``InvalidProxy("empty_input")``, see
+  :data:`ABSENT_INPUT`). This is not a verdict on the proxy: the search's fitness and
+  ``task=rank`` leave such architectures out of that proxy's correlation (its
+  ``n_archs`` says on how many it was computed) and report how many architectures
+  lacked each input; :func:`absent_input` tells which input is missing. A proxy
+  defined on fewer than half of the architectures it is scored on is rejected
+  (``empty_input``): it cannot rank the benchmark.
+
 :func:`evaluate` is the plain, uncached definition. :class:`Evaluator` computes the
 same numbers fast, which the search needs (tens of thousands of proxy×architecture
 evaluations): the mean is linear, so for ``sum``/``difference`` and for
@@ -58,6 +74,10 @@ from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError
 ArchStats = Mapping[str, Sequence[Values]]
 
 
+#: the rule of :class:`InvalidProxy` for an input with no layers on one architecture
+ABSENT_INPUT = "empty_input"
+
+
 class InvalidProxy(Exception):
     """The proxy cannot be scored on this architecture; ``rule`` says why."""
 
@@ -87,8 +107,25 @@ def _chunks(stats: ArchStats, symbol: str) -> Sequence[Values]:
             f"the statistics have no input {symbol!r}; available: {', '.join(sorted(stats))}"
         ) from None
     if not chunks or sum(c.rows for c in chunks) == 0:
-        raise InvalidProxy("empty_input", f"input {symbol} has no layers")
+        raise InvalidProxy(ABSENT_INPUT, f"input {symbol} has no layers")
     return chunks
+
+
+def absent_input(proxy: Proxy, stats: ArchStats) -> str | None:
+    """The first input a non-pruned branch of ``proxy`` reads that has no layers here, else None."""
+    for branch in (proxy.left, proxy.right):
+        if not _removes(branch.ops) and _layers(stats.get(branch.input) or ()) == 0:
+            return branch.input
+    return None
+
+
+def absent_counts(stats: Mapping[Any, ArchStats]) -> dict[str, int]:
+    """How many architectures have no layer of each input (inputs every arch has: 0)."""
+    counts: dict[str, int] = {}
+    for arch_stats in stats.values():
+        for symbol, chunks in arch_stats.items():
+            counts[symbol] = counts.get(symbol, 0) + (_layers(chunks) == 0)
+    return dict(sorted(counts.items()))
 
 
 def _is_scalar(chunks: Sequence[Values]) -> bool:

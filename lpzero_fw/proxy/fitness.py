@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 from scipy import stats
-from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
+from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy
 from lpzero_fw.proxy.formula import Proxy
 from lpzero_fw.rules.apply import RuleSet
 
@@ -17,6 +17,9 @@ class ProxyScorer:
     dynamic rules checked after each one, so an anomalous proxy stops early. The
     fitness is Spearman rho against oriented quality; a proxy whose rho is undefined
     (constant or non-finite scores) is invalid. Results are memoised by formula.
+    An architecture lacking an input the proxy reads has no score (``nan``) and is left
+    out of that proxy's rules and correlation; see "Absent inputs" in
+    :mod:`lpzero_fw.proxy.evaluate`.
     """
 
     def __init__(self, stats: dict, quality: dict[str, float], rules: RuleSet, evaluator: Evaluator | None = None):
@@ -34,18 +37,32 @@ class ProxyScorer:
         """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`.
 
         Dynamic rules look at the scores after the first 3 and 10 archs (early stop)
-        and at the end; rejection verdicts equal checking after every arch.
+        and at the end; rejection verdicts equal checking after every arch. Archs
+        lacking an input of the proxy get ``nan`` (see :meth:`defined_scores`).
         """
+        return self.defined_scores(proxy, arch_ids, dynamic)[0]
+
+    def defined_scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True):
+        """``(scores, defined)``: :meth:`scores` and the mask of archs that have every input."""
         values = np.empty(len(arch_ids))
+        defined = np.ones(len(arch_ids), dtype=bool)
         checkpoints = {3, 10, len(arch_ids)} if dynamic else set()
         for i, arch_id in enumerate(arch_ids):
-            values[i] = self.evaluator.score(proxy, arch_id, self.stats[arch_id])
+            try:
+                values[i] = self.evaluator.score(proxy, arch_id, self.stats[arch_id])
+            except InvalidProxy as invalid:
+                if invalid.rule != ABSENT_INPUT:
+                    raise
+                values[i], defined[i] = np.nan, False  # no score here; not a verdict
             self.evaluations += 1
             if i + 1 in checkpoints:
-                rule = self.rules.dynamic_reject(values[: i + 1])
+                seen = values[: i + 1][defined[: i + 1]]
+                rule = self.rules.dynamic_reject(seen) if seen.size else None
                 if rule is not None:
                     raise InvalidProxy(rule)
-        return values
+        if 2 * int(defined.sum()) < len(arch_ids):
+            raise InvalidProxy(ABSENT_INPUT, f"defined on {int(defined.sum())} of {len(arch_ids)} archs")
+        return values, defined
 
     def _spearman(self, values: np.ndarray, arch_ids: list[str]) -> float:
         """Spearman rho with the quality ranks computed once per arch set."""
@@ -74,7 +91,9 @@ class ProxyScorer:
             return self.memo[key]
         self.scored += 1
         try:
-            values = self.scores(proxy, arch_ids)
+            values, defined = self.defined_scores(proxy, arch_ids)
+            if not defined.all():  # fitness on the archs the proxy is defined on
+                values, arch_ids = values[defined], [a for a, d in zip(arch_ids, defined) if d]
             rho = self._spearman(values, arch_ids)
             if not np.isfinite(rho):
                 raise InvalidProxy("undefined_correlation")

@@ -43,12 +43,18 @@ class StatExtractor(ABC):
         """The input symbol: the registered name."""
         return self.name
 
+    def keep(self, tensor: torch.Tensor):
+        """What is stored of one per-layer tensor, called where the tensor appears (in a
+        hook, or in ``collect``): a float32 CPU copy here; ``extract_raw`` replaces it per
+        pass by a sampler that keeps only the budget's values."""
+        return tensor.detach().to("cpu", torch.float32, copy=True)
+
     def attach(self, model: nn.Module, taps: Taps) -> None:
         """Register hooks before the forward pass (default: nothing)."""
 
     @abstractmethod
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
-        """Per-layer tensors after backward (detached copies: they outlive the model)."""
+        """Per-layer results of :meth:`keep` after backward (they outlive the model)."""
 
     def detach(self) -> None:
         """Remove hooks (default: nothing)."""

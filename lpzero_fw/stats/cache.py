@@ -25,7 +25,13 @@ from lpzero_fw.registry import STATS, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace
 from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, extract_raw, summarize
 
+#: storage dtypes on disk. float32 (the default) is lossless: computation is float32
+#: too. float16 flushes the 1e-5..1e-8 gradients and Jacobians of untrained models to
+#: subnormals or zero and bfloat16 keeps under 3 significant digits, both of which
+#: ``invert``/``log``/``abs_log`` amplify; they halve the disk files only.
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: layout of the safetensors files (checked on read besides the key)
+FILE_FORMAT = "lpzero_fw-stats-2"
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +56,7 @@ class StatsStore:
         batch_seed: int = 0,
         model_seed: int = 0,
         budget: int | None = 2048,
-        dtype: str = "float16",
+        dtype: str = "float32",
         directory: str | os.PathLike | None = None,
         enabled: bool = True,
         memory: bool = True,
@@ -171,13 +177,14 @@ class StatsStore:
     def _extract_with_retry(self, arch_id: str):
         """One pass; on failure (e.g. out of memory) once more as two half batches."""
         try:
-            return extract_raw(self.space, arch_id, self.batch, self.symbols, seed=self.model_seed, fabric=self.fabric)
+            return extract_raw(self.space, arch_id, self.batch, self.symbols, seed=self.model_seed,
+                               fabric=self.fabric, budget=self.budget)
         except LPZeroError:
             raise
         except Exception as first:  # noqa: BLE001 - any model failure gets one retry
             warnings.warn(f"{arch_id}: extraction failed ({type(first).__name__}: {first}); "
                           "retrying with the batch in two halves", RuntimeWarning)
-            try:
+            try:  # whole layers of each half (samples of halves do not merge), sampled after merging
                 halves = split_batch(self.batch)
                 parts = [extract_raw(self.space, arch_id, half, self.symbols, seed=self.model_seed, fabric=self.fabric)
                          for half in halves]
@@ -190,7 +197,7 @@ class StatsStore:
         from safetensors.torch import save
 
         tensors = _flatten(stats, DTYPES[self.dtype])
-        payload = save(tensors, metadata={"arch_id": arch_id, "key": self.key(arch_id)})
+        payload = save(tensors, metadata={"arch_id": arch_id, "key": self.key(arch_id), "format": FILE_FORMAT})
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         target = self.path(arch_id)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".safetensors")
@@ -217,6 +224,9 @@ class StatsStore:
             expected = Path(str(target) + ".b2").read_text().strip()
             if hashlib.blake2b(payload, digest_size=16).hexdigest() != expected:
                 raise ValueError("checksum mismatch")
+            found = _metadata(payload).get("format")
+            if found != FILE_FORMAT:
+                raise ValueError(f"format {found!r}, expected {FILE_FORMAT!r}")
             return _unflatten(load(payload))
         except Exception as exc:  # any corruption: recompute
             warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
@@ -261,7 +271,16 @@ class LazyStats(Mapping):
         return len(self.arch_ids)
 
 
+def _metadata(payload: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors payload (8-byte header length, JSON header)."""
+    size = int.from_bytes(payload[:8], "little")
+    return json.loads(payload[8 : 8 + size]).get("__metadata__", {})
+
+
 def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:
+    """The values a later read of the disk file gives (identity for float32)."""
+    if dtype == torch.float32:
+        return stats
     return {
         symbol: [Values(_as_float32(v.x.to(dtype)), v.n) for v in chunks] for symbol, chunks in stats.items()
     }

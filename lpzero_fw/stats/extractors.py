@@ -1,7 +1,9 @@
 """The six statistic inputs of LPZero, each read from a search space's taps.
 
 One forward+backward pass serves all six: extractors only register hooks before it
-(``attach``) and read results after it (``collect``).
+(``attach``) and read results after it (``collect``). Each per-layer tensor goes
+through :meth:`~lpzero_fw.stats.base.StatExtractor.keep` where it appears (a sample
+of the budget's size, or an exact copy), so hooks hold no whole tensors.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ class _OutputHook(StatExtractor):
 
     def __init__(self) -> None:
         self._handles: list = []
-        self._outputs: dict[int, torch.Tensor] = {}
+        self._outputs: dict[int, object] = {}
 
     def attach(self, model: nn.Module, taps: Taps) -> None:
         for index, module in enumerate(getattr(taps, self.tap_field)):
@@ -29,11 +31,11 @@ class _OutputHook(StatExtractor):
     def _recorder(self, index: int):
         def hook(_module, _inputs, output):
             tensor = output[0] if isinstance(output, (tuple, list)) else output
-            self._outputs[index] = tensor.detach().clone()
+            self._outputs[index] = self.keep(tensor)
 
         return hook
 
-    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
+    def collect(self, model: nn.Module, taps: Taps) -> list:
         return [self._outputs[i] for i in sorted(self._outputs)]
 
     def detach(self) -> None:
@@ -76,34 +78,36 @@ class Jacobians(StatExtractor):
 
     def __init__(self) -> None:
         self._handles: list = []
-        self._inputs: dict[int, torch.Tensor] = {}
+        self._grads: dict[int, object] = {}
 
     def attach(self, model: nn.Module, taps: Taps) -> None:
         for index, block in enumerate(taps.blocks):
-            self._handles.append(block.register_forward_pre_hook(self._retainer(index)))
+            self._handles.append(block.register_forward_pre_hook(self._watcher(index)))
 
-    def _retainer(self, index: int):
+    def _watcher(self, index: int):
         def hook(_module, args):
             hidden = args[0]
             if isinstance(hidden, torch.Tensor) and hidden.requires_grad:
-                hidden.retain_grad()
-                self._inputs[index] = hidden
+                # a tensor hook sees the input's total gradient once the backward has
+                # accumulated it; only what keep() returns survives (no retain_grad)
+                self._handles.append(hidden.register_hook(self._grad_keeper(index)))
 
         return hook
 
-    def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
-        grads = []
-        for index in sorted(self._inputs):
-            grad = self._inputs[index].grad
-            if grad is not None:
-                grads.append(grad.detach().clone())
-        return grads
+    def _grad_keeper(self, index: int):
+        def hook(grad):
+            self._grads[index] = self.keep(grad)
+
+        return hook
+
+    def collect(self, model: nn.Module, taps: Taps) -> list:
+        return [self._grads[i] for i in sorted(self._grads)]
 
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._inputs = {}
+        self._grads = {}
 
 
 @STATS.register("W", description="weights of each Linear/Conv1D layer")
@@ -112,7 +116,7 @@ class Weights(StatExtractor):
     shape_group = "weight"
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
-        return [module.weight.detach().clone() for module in taps.linears]
+        return [self.keep(module.weight) for module in taps.linears]
 
 
 @STATS.register("G", description="gradients of each Linear/Conv1D weight after the loss backward")
@@ -125,5 +129,5 @@ class Gradients(StatExtractor):
         for module in taps.linears:
             grad = module.weight.grad
             # a layer the loss does not reach has a zero gradient, not a missing one
-            grads.append(torch.zeros_like(module.weight) if grad is None else grad.detach().clone())
+            grads.append(self.keep(module.weight.new_zeros(()).expand_as(module.weight) if grad is None else grad))
         return grads

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig
 from lpzero_fw import metrics
 from lpzero_fw.baselines.proxies import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
-from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
+from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
 from lpzero_fw.proxy.parse import parse
 from lpzero_fw.registry import BASELINES, LPZeroError
 from lpzero_fw.tasks.common import (
@@ -64,19 +64,23 @@ def run(cfg: DictConfig) -> list[dict]:
     quality = np.array([space.quality(a) for a in arch_ids])
     tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"rank-{out.name}")
     try:
-        scores, seconds = _score_all(cfg, space, arch_ids, baselines, formulas)
+        scores, seconds, absent, lacking = _score_all(cfg, space, arch_ids, baselines, formulas)
         rows = []
         for name, values in scores.items():
             oriented = values if name in formulas or BASELINES.get(name).higher_is_better else -values
-            record = metrics.correlations(oriented, quality)
+            defined = ~absent.get(name, np.zeros(len(arch_ids), dtype=bool))  # absent input: left out
+            record = metrics.correlations(oriented[defined], quality[defined])
             rows.append({"name": name, **record, "seconds": round(seconds[name], 3)})
         rows.sort(key=lambda r: (-_nan_low(r["kendall_tau"]), r["name"]))
         write_json(out / "ranking.json", rows)
-        (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids)))
+        (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids), lacking))
         _scatter(out / "scatter.png", scores, quality, rows, formulas, space.metric_name)
         tracker.log_table("ranking", rows)
         tracker.log_image("scatter", out / "scatter.png")
         console.print(_markdown(rows, space.metric_name, len(arch_ids)))
+        if any(lacking.values()):
+            console.print("archs lacking an input (left out of that input's proxies; n says how many remain): "
+                          + ", ".join(f"{k}: {v} of {len(arch_ids)}" for k, v in lacking.items() if v))
         console.print(f"{len(rows)} proxies on {len(arch_ids)} archs in {time.perf_counter() - start:.1f} s -> {out}")
         return rows
     finally:
@@ -89,6 +93,8 @@ def _nan_low(value: float) -> float:
 
 def _score_all(cfg, space, arch_ids, baselines, formulas):
     scores = {name: np.full(len(arch_ids), np.nan) for name in [*baselines, *formulas]}
+    absent = {name: np.zeros(len(arch_ids), dtype=bool) for name in formulas}
+    lacking: dict[str, int] = {}  # input -> archs with no layer of it
     seconds = {name: 0.0 for name in scores}
     store = build_store(cfg, space, build_fabric(cfg)) if formulas else None
     parsed = {label: parse(text) for label, text in formulas.items()}
@@ -105,18 +111,21 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
                 t0 = time.perf_counter()
                 stats = store.get(arch_id)
                 extraction = (time.perf_counter() - t0) / len(parsed)
+                for symbol, count in absent_counts({arch_id: stats}).items():
+                    lacking[symbol] = lacking.get(symbol, 0) + count
                 for label, proxy in parsed.items():
                     t1 = time.perf_counter()
                     try:
                         scores[label][i] = evaluator.score(proxy, arch_id, stats)
-                    except InvalidProxy:
+                    except InvalidProxy as invalid:
                         scores[label][i] = np.nan
+                        absent[label][i] = invalid.rule == ABSENT_INPUT
                     seconds[label] += extraction + time.perf_counter() - t1
             progress.update(bar, advance=1, info=arch_id)
-    return scores, seconds
+    return scores, seconds, absent, lacking
 
 
-def _markdown(rows: list[dict], metric: str, n: int) -> str:
+def _markdown(rows: list[dict], metric: str, n: int, lacking: dict[str, int] | None = None) -> str:
     lines = [
         f"Ranking on {n} architectures (oriented: positive = agrees with trained {metric})",
         "",
@@ -127,6 +136,10 @@ def _markdown(rows: list[dict], metric: str, n: int) -> str:
         lines.append(
             f"| {i} | `{r['name']}` | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | {r['n_archs']} | {r['seconds']:.1f} |"
         )
+    missing = {k: v for k, v in (lacking or {}).items() if v}
+    if missing:
+        lines += ["", "Architectures lacking an input (left out of the proxies reading it; see n): "
+                  + ", ".join(f"{k} {v} of {n}" for k, v in missing.items())]
     return "\n".join(lines) + "\n"
 
 

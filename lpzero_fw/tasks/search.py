@@ -10,6 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from lpzero_fw import metrics
+from lpzero_fw.proxy.evaluate import absent_counts
 from lpzero_fw.proxy.fitness import ProxyScorer
 from lpzero_fw.proxy.space import ProxySpace
 from lpzero_fw.registry import STRATEGIES, LPZeroError
@@ -95,11 +96,12 @@ def run(cfg: DictConfig) -> dict:
         all_ids = [a for a in all_ids if a not in store.skipped]
         scorer.stats = full_stats
         try:
-            full_scores = scorer.scores(best, all_ids, dynamic=False)
+            full_scores, defined = scorer.defined_scores(best, all_ids, dynamic=False)
         except Exception as exc:  # the best proxy on 50 archs may misbehave on others
             log.warning("best proxy failed on the full benchmark: %s", exc)
-            full_scores = np.full(len(all_ids), np.nan)
-        full = metrics.correlations(full_scores, [quality[a] for a in all_ids])
+            full_scores, defined = np.full(len(all_ids), np.nan), np.ones(len(all_ids), dtype=bool)
+        # archs lacking an input of the proxy have no score and are left out (n_archs says so)
+        full = metrics.correlations(full_scores[defined], [quality[a] for a, d in zip(all_ids, defined) if d])
         search_seconds = t_full - t_search
         timing = {
             "statistics_seconds": round(t_search - t_stats, 3),
@@ -126,6 +128,10 @@ def run(cfg: DictConfig) -> dict:
             "components": components,
             "top": _top(strategy),
             "skipped_archs": sorted(store.skipped),
+            # archs with no layer of each input (e.g. FlexiBERT all-LT: no S), search sample / all
+            "absent_inputs": {"search": absent_counts({a: stats[a] for a in arch_ids}),
+                              "full": absent_counts({a: full_stats[a] for a in all_ids})}
+            if store.keep_in_memory else None,  # (cache.memory=false would re-extract to count)
             "config_digest": digest,
             "resumed": resumed,
             "seconds": round(time.perf_counter() - start, 3),
@@ -145,6 +151,10 @@ def run(cfg: DictConfig) -> dict:
             f"  {scorer.scored} proxies scored, {sum(scorer.rejected.values())} rejected, "
             f"{result['seconds']:.1f} s -> {out}"
         )
+        lacking = {k: v for k, v in (result["absent_inputs"] or {}).get("full", {}).items() if v}
+        if lacking:
+            console.print("  archs lacking an input (left out of that input's proxies): "
+                          + ", ".join(f"{k}: {v} of {len(all_ids)}" for k, v in lacking.items()))
         return result
     finally:
         tracker.finish()
