@@ -115,32 +115,74 @@ class StatsStore:
     def get(self, arch_id: str) -> ArchStats:
         if arch_id in self.memory:
             return self.memory[arch_id]
-        stats = self._read(arch_id) if self.enabled else None
+        stats = self._read(arch_id, quiet=True) if self.enabled else None
         if stats is None:
-            stats = self._extract(arch_id)
             if self.enabled:
-                self._write(arch_id, stats)
+                with self.lock(arch_id):
+                    stats = self._read_or_extract(arch_id)
+            else:
+                stats = self._extract(arch_id)
         if self.keep_in_memory:
             self.memory[arch_id] = stats
         return stats
+
+    def _read_or_extract(self, arch_id: str) -> ArchStats:
+        """Under the arch's lock: another job may have written the file while we waited;
+        writers only write under the lock, so a file that fails to verify now is corrupt."""
+        stats = self._read(arch_id)
+        if stats is None:
+            stats = self._extract(arch_id)
+            self._write(arch_id, stats)
+        return stats
+
+    def lock(self, arch_id: str, timeout: float = -1):
+        """The per-architecture lock that parallel jobs sharing ``directory`` take around
+        "read or extract+write". An OS lock (``fcntl``/``LockFileEx`` via filelock): the
+        kernel releases it when its holder dies, so a killed job leaves no stale lock."""
+        from filelock import FileLock
+
+        locks = self.directory / ".locks"
+        locks.mkdir(exist_ok=True)
+        return FileLock(locks / (self.path(arch_id).stem + ".lock"), timeout=timeout)
 
     def get_many(
         self, arch_ids: Iterable[str], progress: Callable[[str], None] | None = None, max_skip: float = 0.1
     ) -> dict[str, ArchStats]:
         """Statistics of every arch that extracts; failures are skipped (see :attr:`skipped`).
 
+        Archs another job is extracting right now (their lock is taken) are deferred to
+        a second pass, by which time that job has usually written them: jobs starting
+        cold on one cache directory split the work instead of waiting for each other.
         More than ``max_skip`` of the requested archs failing stops the run.
         """
+        from filelock import Timeout
+
         arch_ids = list(arch_ids)
-        result = {}
+        found: dict[str, ArchStats] = {}
+        deferred = []
         for arch_id in arch_ids:
             try:
-                result[arch_id] = self.get(arch_id)
+                if self.enabled and arch_id not in self.memory and not self._read_quietly(arch_id, found):
+                    try:
+                        with self.lock(arch_id, timeout=0):
+                            found[arch_id] = self._remember(arch_id, self._read_or_extract(arch_id))
+                    except Timeout:
+                        deferred.append(arch_id)
+                        continue
+                elif arch_id not in found:
+                    found[arch_id] = self.get(arch_id)
             except FaultyArchitecture as exc:
-                self.skipped[arch_id] = str(exc)
-                warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
+                self._skip(arch_id, exc)
             if progress is not None:
                 progress(arch_id)
+        for arch_id in deferred:  # blocking now: usually just a read of what the other job wrote
+            try:
+                found[arch_id] = self.get(arch_id)
+            except FaultyArchitecture as exc:
+                self._skip(arch_id, exc)
+            if progress is not None:
+                progress(arch_id)
+        result = {a: found[a] for a in arch_ids if a in found}
         failed = [a for a in arch_ids if a in self.skipped]
         if len(failed) > max_skip * len(arch_ids):
             raise LPZeroError(
@@ -148,6 +190,21 @@ class StatsStore:
                 f"{max_skip:.0%}), e.g. {failed[0]}: {self.skipped[failed[0]]}"
             )
         return result
+
+    def _read_quietly(self, arch_id: str, found: dict) -> bool:
+        stats = self._read(arch_id, quiet=True)
+        if stats is not None:
+            found[arch_id] = self._remember(arch_id, stats)
+        return stats is not None
+
+    def _remember(self, arch_id: str, stats: ArchStats) -> ArchStats:
+        if self.keep_in_memory:
+            self.memory[arch_id] = stats
+        return stats
+
+    def _skip(self, arch_id: str, exc: Exception) -> None:
+        self.skipped[arch_id] = str(exc)
+        warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
 
     def cached(self, arch_id: str) -> bool:
         return arch_id in self.memory or (self.enabled and self.path(arch_id).exists())
@@ -202,7 +259,9 @@ class StatsStore:
                     os.unlink(leftover)
             raise
 
-    def _read(self, arch_id: str) -> ArchStats | None:
+    def _read(self, arch_id: str, quiet: bool = False) -> ArchStats | None:
+        """The verified file's statistics, else None. ``quiet``: outside the lock a
+        writer may be between its two renames, so a mismatch there is not worth a warning."""
         from safetensors.torch import load
 
         target = self.path(arch_id)
@@ -215,7 +274,8 @@ class StatsStore:
                 raise ValueError("checksum mismatch")
             return _unflatten(load(payload))
         except Exception as exc:  # any corruption: recompute
-            warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
+            if not quiet:
+                warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
             return None
 
 
