@@ -75,7 +75,7 @@ def run(cfg: DictConfig) -> list[dict]:
         (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids)))
         _scatter(out / "scatter.png", scores, quality, rows, formulas, space.metric_name)
         tracker.log_table("ranking", rows)
-        tracker.log_image("scatter", out / "scatter.png")
+        tracker.record(out)
         console.print(_markdown(rows, space.metric_name, len(arch_ids)))
         console.print(f"{len(rows)} proxies on {len(arch_ids)} archs in {time.perf_counter() - start:.1f} s -> {out}")
         return rows
