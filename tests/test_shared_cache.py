@@ -21,14 +21,9 @@ SMALL = ["search.n_archs=6", "strategy.iterations=5", "strategy.population=6", "
 N_ARCHS = 10
 
 
-@pytest.fixture(scope="module")
-def small_benchmark(tmp_path_factory, data_root) -> Path:
-    folder = tmp_path_factory.mktemp("bench") / "random_GPT2_wt103"
-    folder.mkdir()
-    source = data_root / "random_GPT2_wt103"
-    for name in ("config_0", "ppl_summary.yaml", "params_summary.yaml"):
-        (folder / name).symlink_to(source / name)
-    return folder
+@pytest.fixture()
+def small_benchmark(small_gpt2_benchmark) -> Path:
+    return small_gpt2_benchmark
 
 
 def _start(cache: Path, run: Path, benchmark: Path) -> subprocess.Popen:
