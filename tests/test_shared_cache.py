@@ -113,3 +113,32 @@ def test_kernel_releases_a_killed_holders_lock(tmp_path):
     holder.wait()
     with FileLock(lock, timeout=5):  # no stale lock after SIGKILL
         pass
+
+
+def test_half_written_or_mismatched_file_is_recomputed_never_used(tmp_path, small_gpt2_benchmark):
+    import torch
+
+    from lpzero_fw.registry import SEARCH_SPACES
+    from lpzero_fw.stats.cache import StatsStore
+
+    space = SEARCH_SPACES.get("gpt2")(benchmark=str(small_gpt2_benchmark),
+                                      data={"name": "synthetic", "batch_size": 2, "seq_len": 16, "seed": 0})
+    arch = min(space.arch_ids(), key=lambda a: space.param_counts(a)["total"])
+    first = StatsStore(space, directory=tmp_path, budget=64).get(arch)
+    target = StatsStore(space, directory=tmp_path, budget=64).path(arch)
+    good = target.read_bytes()
+    for damage in (lambda: target.write_bytes(good[: len(good) // 2]),       # torn write
+                   lambda: target.write_bytes(good[:-1] + bytes([good[-1] ^ 1])),  # flipped bit
+                   lambda: (target.with_name(target.name + ".b2")).write_text("0" * 32)):  # stale checksum
+        damage()
+        store = StatsStore(space, directory=tmp_path, budget=64)
+        with pytest.warns(RuntimeWarning, match="unreadable") as caught:
+            again = store.get(arch)
+        assert len([w for w in caught if "unreadable" in str(w.message)]) == 1
+        assert store.extraction_seconds  # recomputed, not read
+        for symbol in first:
+            for a, b in zip(first[symbol], again[symbol]):
+                assert torch.equal(a.x, b.x)
+        reread = StatsStore(space, directory=tmp_path, budget=64)
+        reread.get(arch)  # rewritten intact: read back without a warning or an extraction
+        assert not reread.extraction_seconds
