@@ -68,6 +68,9 @@ def test_three_cold_jobs_extract_each_arch_once_and_agree(tmp_path, small_benchm
     counts = [extracted for _, extracted in results]
     assert sum(counts) == N_ARCHS, counts  # the full-benchmark step needs all 10; nobody did one twice
     assert results[0][0] == results[1][0] == results[2][0]
+    lone = tmp_path / "lone"  # one job alone on its own cold cache gives the same result
+    _finish(_start(tmp_path / "lone-cache", lone, small_benchmark))
+    assert _result(lone) == (results[0][0], N_ARCHS)
     assert len(list(cache.glob("*.safetensors"))) == N_ARCHS
     assert not list(cache.glob(".tmp-*"))
 

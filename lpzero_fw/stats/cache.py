@@ -113,15 +113,23 @@ class StatsStore:
 
     # -- access -------------------------------------------------------------------
     def get(self, arch_id: str) -> ArchStats:
+        return self._get(arch_id, wait=True)
+
+    def _get(self, arch_id: str, wait: bool) -> ArchStats | None:
+        """None only when ``wait`` is False and another job is extracting ``arch_id`` now."""
         if arch_id in self.memory:
             return self.memory[arch_id]
         stats = self._read(arch_id, quiet=True) if self.enabled else None
-        if stats is None:
-            if self.enabled:
-                with self.lock(arch_id):
+        if stats is None and not self.enabled:
+            stats = self._extract(arch_id)
+        elif stats is None:
+            from filelock import Timeout
+
+            try:
+                with self.lock(arch_id, timeout=-1 if wait else 0):
                     stats = self._read_or_extract(arch_id)
-            else:
-                stats = self._extract(arch_id)
+            except Timeout:
+                return None
         if self.keep_in_memory:
             self.memory[arch_id] = stats
         return stats
@@ -137,8 +145,8 @@ class StatsStore:
 
     def lock(self, arch_id: str, timeout: float = -1):
         """The per-architecture lock that parallel jobs sharing ``directory`` take around
-        "read or extract+write". An OS lock (``fcntl``/``LockFileEx`` via filelock): the
-        kernel releases it when its holder dies, so a killed job leaves no stale lock."""
+        "read or extract+write". An OS lock (``flock`` via filelock): the kernel releases
+        it when its holder dies, so a killed job leaves no stale lock behind."""
         from filelock import FileLock
 
         locks = self.directory / ".locks"
@@ -155,33 +163,11 @@ class StatsStore:
         cold on one cache directory split the work instead of waiting for each other.
         More than ``max_skip`` of the requested archs failing stops the run.
         """
-        from filelock import Timeout
-
         arch_ids = list(arch_ids)
         found: dict[str, ArchStats] = {}
-        deferred = []
-        for arch_id in arch_ids:
-            try:
-                if self.enabled and arch_id not in self.memory and not self._read_quietly(arch_id, found):
-                    try:
-                        with self.lock(arch_id, timeout=0):
-                            found[arch_id] = self._remember(arch_id, self._read_or_extract(arch_id))
-                    except Timeout:
-                        deferred.append(arch_id)
-                        continue
-                elif arch_id not in found:
-                    found[arch_id] = self.get(arch_id)
-            except FaultyArchitecture as exc:
-                self._skip(arch_id, exc)
-            if progress is not None:
-                progress(arch_id)
-        for arch_id in deferred:  # blocking now: usually just a read of what the other job wrote
-            try:
-                found[arch_id] = self.get(arch_id)
-            except FaultyArchitecture as exc:
-                self._skip(arch_id, exc)
-            if progress is not None:
-                progress(arch_id)
+        deferred = [a for a in arch_ids if not self._fetch(a, found, wait=False, progress=progress)]
+        for arch_id in deferred:  # now waiting: usually a read of what the other job wrote
+            self._fetch(arch_id, found, wait=True, progress=progress)
         result = {a: found[a] for a in arch_ids if a in found}
         failed = [a for a in arch_ids if a in self.skipped]
         if len(failed) > max_skip * len(arch_ids):
@@ -191,20 +177,19 @@ class StatsStore:
             )
         return result
 
-    def _read_quietly(self, arch_id: str, found: dict) -> bool:
-        stats = self._read(arch_id, quiet=True)
-        if stats is not None:
-            found[arch_id] = self._remember(arch_id, stats)
-        return stats is not None
-
-    def _remember(self, arch_id: str, stats: ArchStats) -> ArchStats:
-        if self.keep_in_memory:
-            self.memory[arch_id] = stats
-        return stats
-
-    def _skip(self, arch_id: str, exc: Exception) -> None:
-        self.skipped[arch_id] = str(exc)
-        warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
+    def _fetch(self, arch_id: str, found: dict, wait: bool, progress) -> bool:
+        """Put ``arch_id``'s statistics into ``found`` (or skip a faulty arch); False = deferred."""
+        try:
+            stats = self._get(arch_id, wait)
+            if stats is None:
+                return False
+            found[arch_id] = stats
+        except FaultyArchitecture as exc:
+            self.skipped[arch_id] = str(exc)
+            warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
+        if progress is not None:
+            progress(arch_id)
+        return True
 
     def cached(self, arch_id: str) -> bool:
         return arch_id in self.memory or (self.enabled and self.path(arch_id).exists())
