@@ -28,9 +28,12 @@ sys.addaudithook(hook)
 out = sys.argv[2]
 sys.argv = ["lpzero_fw", *sys.argv[3:]]
 try:
-    runpy.run_module("lpzero_fw", run_name="__main__")
-except SystemExit as exc:
-    assert not exc.code, exc.code
+    try:
+        runpy.run_module("lpzero_fw", run_name="__main__")
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    from lpzero_fw.data.locate import resolve_root  # the download path: reads the manifest
+    resolve_root(None, cache_dir=os.environ["AUDIT_BENCHMARKS"], folders=("random_GPT2_wt103", "data"))
 finally:
     open(out, "w").write("\\n".join(sorted(opened)))
 """
@@ -73,16 +76,19 @@ def test_sdist_rebuilds_the_project(wheel):
         assert needed in names, needed
 
 
-def test_installed_wheel_runs_and_reads_only_files_it_ships(wheel, tmp_path, data_root, stats_cache):
-    """Unpacked wheel (what pip installs), run from elsewhere: the search reads the manifest
-    (benchmark found complete in benchmark.cache_dir, so no network) and Hydra configs."""
+def test_installed_wheel_runs_and_reads_only_files_it_ships(wheel, tmp_path, data_root, stats_cache,
+                                                           small_gpt2_benchmark):
+    """Unpacked wheel (what pip installs), run from elsewhere: a small search (Hydra configs),
+    then the download path's lookup (the manifest; the files are all there, so no network).
+    .ci/run does the real thing: pip install of the wheel, main job, download from a server."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     record = tmp_path / "opened.txt"
     env = {**os.environ, "PYTHONPATH": str(site), "LPZERO_FW_DATA": "", "LPZERO_FW_NO_SIBLING_DATA": "1",
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "AUDIT_BENCHMARKS": str(data_root)}
     args = ["strategy.iterations=3", "strategy.population=4", "search.n_archs=4", "logger=none", "threads=1",
-            f"benchmark.cache_dir={data_root}", f"cache.dir={stats_cache}", f"hydra.run.dir={tmp_path / 'run'}"]
+            f"search_space.benchmark={small_gpt2_benchmark}", f"cache.dir={stats_cache}",
+            f"hydra.run.dir={tmp_path / 'run'}"]
     ran = subprocess.run([sys.executable, "-c", AUDIT, str(site / "lpzero_fw"), str(record), *args],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, ran.stderr[-3000:]
