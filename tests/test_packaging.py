@@ -97,3 +97,18 @@ def test_installed_wheel_runs_and_reads_only_files_it_ships(wheel, tmp_path, dat
     data_read = _package_files(opened)
     assert "lpzero_fw/data/manifest.json" in data_read and "lpzero_fw/conf/config.yaml" in data_read
     assert data_read <= _package_files(zipfile.ZipFile(wheel).namelist())
+
+
+def test_console_script_finds_its_configs(wheel, tmp_path):
+    """``lpzero-fw`` imports lpzero_fw.__main__ as a module (not ``-m``): Hydra must still
+    find the configs (a relative config_path once made it look for a ``lpzero_fw.conf`` package)."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    entry = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
+                                             if n.endswith("entry_points.txt"))).decode()
+    assert "lpzero-fw = lpzero_fw.__main__:main" in entry
+    ran = subprocess.run([sys.executable, "-c", "import sys; from lpzero_fw.__main__ import main; sys.exit(main())",
+                          "--help"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "search_space: flexibert, gpt2" in ran.stdout
