@@ -111,4 +111,4 @@ def test_console_script_finds_its_configs(wheel, tmp_path):
                           "--help"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
                          capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stderr[-2000:]
-    assert "search_space: flexibert, gpt2" in ran.stdout
+    assert "search_space:" in ran.stdout and "gpt2" in ran.stdout
