@@ -34,7 +34,7 @@ def _start(cache: Path, run: Path, benchmark: Path) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen) -> str:
-    _, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=1800)  # generous: CI machines may be shared
     assert proc.returncode == 0, err[-3000:]
     assert "unreadable" not in err, err[-3000:]
     return err
