@@ -1,4 +1,5 @@
-"""Shared fixtures: where the benchmark files and the text corpus are."""
+"""Shared fixtures: where the benchmark files and the text corpus are, and one
+statistics cache for the whole session (extraction is what makes tests slow)."""
 from __future__ import annotations
 
 import os
@@ -23,7 +24,33 @@ def corpus_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "corpus"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_dir(tmp_path_factory) -> Path:
+    """A session-wide ``$XDG_CACHE_HOME``: runs without ``cache.dir`` share the session's
+    statistics cache instead of extracting again (or touching the developer's ~/.cache)."""
+    path = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
-def stats_cache(tmp_path_factory) -> Path:
-    """One statistics cache for every end-to-end test: extracted once, then warm."""
-    return tmp_path_factory.mktemp("stats-cache")
+def stats_cache(user_cache_dir) -> Path:
+    """One statistics cache for every end-to-end test: extracted once, then warm. It is
+    the default ``cache.dir`` of the session too (see :func:`user_cache_dir`)."""
+    path = user_cache_dir / "lpzero_fw" / "stats"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_gpt2_benchmark(tmp_path_factory, data_root) -> Path:
+    """The GPT-2 benchmark cut to its first 10 architectures (config_0/j0..j9, symlinked).
+    Same folder name, so its statistics share cache entries with the full benchmark:
+    for tests whose point is not the 200 archs (parallel jobs, devices, plugins)."""
+    folder = tmp_path_factory.mktemp("small-bench") / "random_GPT2_wt103"
+    folder.mkdir()
+    source = data_root / "random_GPT2_wt103"
+    for name in ("config_0", "ppl_summary.yaml", "params_summary.yaml"):
+        (folder / name).symlink_to(source / name)
+    return folder

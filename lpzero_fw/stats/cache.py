@@ -123,34 +123,62 @@ class StatsStore:
 
     # -- access -------------------------------------------------------------------
     def get(self, arch_id: str) -> ArchStats:
+        return self._get(arch_id, wait=True)
+
+    def _get(self, arch_id: str, wait: bool) -> ArchStats | None:
+        """None only when ``wait`` is False and another job is extracting ``arch_id`` now."""
         if arch_id in self.memory:
             return self.memory[arch_id]
-        stats = self._read(arch_id) if self.enabled else None
-        if stats is None:
+        stats = self._read(arch_id, quiet=True) if self.enabled else None
+        if stats is None and not self.enabled:
             stats = self._extract(arch_id)
-            if self.enabled:
-                self._write(arch_id, stats)
+        elif stats is None:
+            from filelock import Timeout
+
+            try:
+                with self.lock(arch_id, timeout=-1 if wait else 0):
+                    stats = self._read_or_extract(arch_id)
+            except Timeout:
+                return None
         if self.keep_in_memory:
             self.memory[arch_id] = stats
         return stats
+
+    def _read_or_extract(self, arch_id: str) -> ArchStats:
+        """Under the arch's lock: another job may have written the file while we waited;
+        writers only write under the lock, so a file that fails to verify now is corrupt."""
+        stats = self._read(arch_id)
+        if stats is None:
+            stats = self._extract(arch_id)
+            self._write(arch_id, stats)
+        return stats
+
+    def lock(self, arch_id: str, timeout: float = -1):
+        """The per-architecture lock that parallel jobs sharing ``directory`` take around
+        "read or extract+write". An OS lock (``flock`` via filelock): the kernel releases
+        it when its holder dies, so a killed job leaves no stale lock behind."""
+        from filelock import FileLock
+
+        locks = self.directory / ".locks"
+        locks.mkdir(exist_ok=True)
+        return FileLock(locks / (self.path(arch_id).stem + ".lock"), timeout=timeout)
 
     def get_many(
         self, arch_ids: Iterable[str], progress: Callable[[str], None] | None = None, max_skip: float = 0.1
     ) -> dict[str, ArchStats]:
         """Statistics of every arch that extracts; failures are skipped (see :attr:`skipped`).
 
+        Archs another job is extracting right now (their lock is taken) are deferred to
+        a second pass, by which time that job has usually written them: jobs starting
+        cold on one cache directory split the work instead of waiting for each other.
         More than ``max_skip`` of the requested archs failing stops the run.
         """
         arch_ids = list(arch_ids)
-        result = {}
-        for arch_id in arch_ids:
-            try:
-                result[arch_id] = self.get(arch_id)
-            except FaultyArchitecture as exc:
-                self.skipped[arch_id] = str(exc)
-                warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
-            if progress is not None:
-                progress(arch_id)
+        found: dict[str, ArchStats] = {}
+        deferred = [a for a in arch_ids if not self._fetch(a, found, wait=False, progress=progress)]
+        for arch_id in deferred:  # now waiting: usually a read of what the other job wrote
+            self._fetch(arch_id, found, wait=True, progress=progress)
+        result = {a: found[a] for a in arch_ids if a in found}
         failed = [a for a in arch_ids if a in self.skipped]
         if len(failed) > max_skip * len(arch_ids):
             raise LPZeroError(
@@ -158,6 +186,20 @@ class StatsStore:
                 f"{max_skip:.0%}), e.g. {failed[0]}: {self.skipped[failed[0]]}"
             )
         return result
+
+    def _fetch(self, arch_id: str, found: dict, wait: bool, progress) -> bool:
+        """Put ``arch_id``'s statistics into ``found`` (or skip a faulty arch); False = deferred."""
+        try:
+            stats = self._get(arch_id, wait)
+            if stats is None:
+                return False
+            found[arch_id] = stats
+        except FaultyArchitecture as exc:
+            self.skipped[arch_id] = str(exc)
+            warnings.warn(f"skipping architecture {arch_id}: {exc}", RuntimeWarning)
+        if progress is not None:
+            progress(arch_id)
+        return True
 
     def cached(self, arch_id: str) -> bool:
         return arch_id in self.memory or (self.enabled and self.path(arch_id).exists())
@@ -213,7 +255,9 @@ class StatsStore:
                     os.unlink(leftover)
             raise
 
-    def _read(self, arch_id: str) -> ArchStats | None:
+    def _read(self, arch_id: str, quiet: bool = False) -> ArchStats | None:
+        """The verified file's statistics, else None. ``quiet``: outside the lock a
+        writer may be between its two renames, so a mismatch there is not worth a warning."""
         from safetensors.torch import load
 
         target = self.path(arch_id)
@@ -229,7 +273,8 @@ class StatsStore:
                 raise ValueError(f"format {found!r}, expected {FILE_FORMAT!r}")
             return _unflatten(load(payload))
         except Exception as exc:  # any corruption: recompute
-            warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
+            if not quiet:
+                warnings.warn(f"statistics cache file {target} is unreadable ({exc}); recomputing", RuntimeWarning)
             return None
 
 

@@ -76,7 +76,7 @@ def run(cfg: DictConfig) -> list[dict]:
         (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids), lacking))
         _scatter(out / "scatter.png", scores, quality, rows, formulas, space.metric_name)
         tracker.log_table("ranking", rows)
-        tracker.log_image("scatter", out / "scatter.png")
+        tracker.record(out)
         console.print(_markdown(rows, space.metric_name, len(arch_ids)))
         if any(lacking.values()):
             console.print("archs lacking an input (left out of that input's proxies; n says how many remain): "

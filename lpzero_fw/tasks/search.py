@@ -139,9 +139,8 @@ def run(cfg: DictConfig) -> dict:
         }
         write_json(out / "result.json", result)
         _write_history(out / "history.csv", history)
-        plot = _plot_curve(out / "search_curve.png", history, str(best))
-        tracker.summary({"best_proxy": str(best), "fitness": fitness, **{f"full/{k}": v for k, v in full.items()}})
-        tracker.log_image("search_curve", plot)
+        _plot_curve(out / "search_curve.png", history, str(best))
+        tracker.record(out, result)
         ckpt.finish()
         console.print(
             f"[bold green]best proxy[/] {best}\n"
