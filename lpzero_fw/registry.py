@@ -244,7 +244,13 @@ def build(registry: Registry[Callable[..., T]], cfg: Any) -> T:
 # One registry per component kind; built-in modules are imported on first lookup.
 SEARCH_SPACES: Registry = Registry(
     "search space",
-    ("lpzero_fw.search_spaces.gpt2", "lpzero_fw.search_spaces.flexibert", "lpzero_fw.search_spaces.transformer_xl"),
+    (
+        "lpzero_fw.search_spaces.gpt2",
+        "lpzero_fw.search_spaces.flexibert",
+        "lpzero_fw.search_spaces.transformer_xl",
+        "lpzero_fw.search_spaces.hf_causal_lm",
+        "lpzero_fw.search_spaces.llama",
+    ),
 )
 STATS: Registry = Registry("statistic input", ("lpzero_fw.stats.extractors",))
 UNARY_OPS: Registry = Registry("unary operator", ("lpzero_fw.ops.unary",))

@@ -15,6 +15,7 @@ TASKS = {
     "list": "lpzero_fw.tasks.list_components",
     "report": "lpzero_fw.tasks.report",
     "nas": "lpzero_fw.tasks.nas",
+    "build_benchmark": "lpzero_fw.tasks.build_benchmark",
 }
 
 
