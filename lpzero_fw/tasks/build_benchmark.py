@@ -17,9 +17,11 @@ override both. GPT-2 BPE ids, ``% vocab_size`` when the model vocabulary is smal
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,8 @@ def train_one(lm, train_tokens, valid_tokens, build: dict, seed: int) -> dict[st
     import lightning as L
     from torch.utils.data import DataLoader
 
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # one progress bar, not per-arch banners
     steps, batch_size, length = int(build["steps"]), int(build["batch_size"]), int(build["seq_len"]) + 1
     train = windows(train_tokens, length, steps * batch_size, seed)
     valid = windows(valid_tokens, length, int(build["valid_windows"]), None)
@@ -176,7 +180,11 @@ def train_one(lm, train_tokens, valid_tokens, build: dict, seed: int) -> dict[st
         gradient_clip_val=build.get("grad_clip"),
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, DataLoader(train, batch_size=batch_size, shuffle=False))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, DataLoader(train, batch_size=batch_size, shuffle=False))
     train_loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
     results = trainer.validate(module, DataLoader(valid, batch_size=batch_size), verbose=False)
     valid_loss = float(results[0]["valid_loss"])

@@ -48,6 +48,8 @@ def build_space(cfg: DictConfig) -> SearchSpace:
     params = to_dict(cfg.search_space)
     name = params.pop("name")
     SEARCH_SPACES.get(name)  # unknown name → one-line error before touching data
+    if params.get("benchmark") is None:
+        raise LPZeroError(f"search_space={name} needs search_space.benchmark=<path to its benchmark>")
     benchmark = Path(str(params.pop("benchmark"))).expanduser()
     if not benchmark.is_absolute() and not benchmark.exists():
         root = resolve_root(
