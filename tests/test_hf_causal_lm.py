@@ -182,3 +182,27 @@ def test_six_inputs_match_a_hand_written_llama_forward(llama_space):
         for got, want in zip(raw[symbol], hand[symbol]):
             assert got.shape == want.shape, symbol
             assert torch.allclose(got, want.detach(), rtol=1e-4, atol=1e-6), symbol
+
+
+# --------------------------------------------------------------------- plugin search space
+def test_plugin_registers_a_search_space_with_its_config(tmp_path):
+    """The example plugin's ``search_space=example_qwen2`` (config from the plugin package,
+    class registered by the plugin module) ranks a Qwen2 table."""
+    from tests.test_cli import REPO, run_cli
+
+    rows = [{"id": f"q{i}", "num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "intermediate_size": 32 * (1 + i), "vocab_size": 97,
+             "valid_ppl": 30.0 - i} for i in range(3)]
+    table = write_jsonl(tmp_path / "qwen2.jsonl", rows)
+    result = run_cli(
+        "search_space=example_qwen2", f"search_space.benchmark={table}", "plugins=[lpzero_fw_example]",
+        "task=rank", "proxy=num_parameters", "data.batch_size=2", "data.seq_len=8", "logger=none",
+        "threads=1", f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONPATH": str(REPO / "plugins" / "lpzero-fw-example")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranking = json.loads((tmp_path / "run" / "ranking.json").read_text())
+    assert ranking[0]["name"] == "num_parameters" and ranking[0]["n_archs"] == 3
+    assert ranking[0]["kendall_tau"] == pytest.approx(1.0)  # wider MLP ↔ lower ppl in this table
+    config = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    assert "name: example.qwen2" in config

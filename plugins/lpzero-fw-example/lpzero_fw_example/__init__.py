@@ -108,3 +108,6 @@ class Depth(BaselineProxy):
 
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
         return float(len(taps.blocks))
+
+
+from lpzero_fw_example import search_space  # noqa: E402,F401  registers example.qwen2
