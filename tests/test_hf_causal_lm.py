@@ -206,3 +206,13 @@ def test_plugin_registers_a_search_space_with_its_config(tmp_path):
     assert ranking[0]["kendall_tau"] == pytest.approx(1.0)  # wider MLP ↔ lower ppl in this table
     config = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
     assert "name: example.qwen2" in config
+
+
+def test_windows_longer_than_the_position_table_are_refused(tmp_path):
+    rows = [{"id": f"g{i}", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 16, "valid_ppl": 5.0 + i}
+            for i in range(3)]
+    table = write_jsonl(tmp_path / "gpt2.jsonl", rows)
+    space = SEARCH_SPACES.get("hf_causal_lm")(benchmark=str(table), family="gpt2", base={"vocab_size": 97},
+                                             data={**DATA, "seq_len": 16})
+    with pytest.raises(LPZeroError, match="data.seq_len=16: windows of seq_len \\+ 1 tokens exceed"):
+        space.make_batch()

@@ -21,7 +21,13 @@ from torch import nn
 from lpzero_fw.data.table import BenchmarkTable
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import Batch, SearchSpace, Taps
-from lpzero_fw.search_spaces.models.hf_taps import CausalLMLoss, build_causal_lm, config_keys, hf_taps
+from lpzero_fw.search_spaces.models.hf_taps import (
+    CausalLMLoss,
+    build_causal_lm,
+    config_keys,
+    family_config,
+    hf_taps,
+)
 
 DEFAULT_DATA = {"name": "synthetic", "batch_size": 4, "seq_len": 64, "seed": 0}
 #: columns the builder writes besides config and metric (allowed in every table)
@@ -57,6 +63,7 @@ class HFCausalLMSpace(SearchSpace):
         if not isinstance(higher_is_better, bool):
             raise LPZeroError(f"search_space.higher_is_better={higher_is_better!r} must be true or false")
         self.family_name = family
+        self._defaults = None
         self.keys = config_keys(family)
         self.base = dict(base or {})
         for key in self.base:
@@ -104,10 +111,18 @@ class HFCausalLMSpace(SearchSpace):
         default = getattr(self._default_config(), "vocab_size", 50257)
         return min(int(self.config(a).get("vocab_size", default)) for a in self._ids)
 
-    def _default_config(self):
-        from lpzero_fw.search_spaces.models.hf_taps import family_config
+    def positions(self) -> int | None:
+        """The smallest declared position limit of the benchmark (None: the family has none)."""
+        default = getattr(self._default_config(), "max_position_embeddings", None)
+        limits = [self.config(a).get("max_position_embeddings", self.config(a).get("n_positions", default))
+                  for a in self._ids]
+        limits = [int(v) for v in limits if v is not None]
+        return min(limits) if limits else None
 
-        return family_config(self.family_name)
+    def _default_config(self):
+        if self._defaults is None:
+            self._defaults = family_config(self.family_name)
+        return self._defaults
 
     # -- models --------------------------------------------------------------------
     def build_lm(self, arch_id: str, seed: int = 0) -> nn.Module:
@@ -131,6 +146,13 @@ class HFCausalLMSpace(SearchSpace):
     def make_batch(self, seed: int = 0) -> Batch:
         from lpzero_fw.data.batches import make_token_ids
 
+        seq_len = self.data.get("seq_len")
+        limit = self.positions()
+        if isinstance(seq_len, int) and not isinstance(seq_len, bool) and limit and seq_len + 1 > limit:
+            raise LPZeroError(
+                f"data.seq_len={seq_len}: windows of seq_len + 1 tokens exceed the models' "
+                f"max_position_embeddings={limit}; use seq_len <= {limit - 1}"
+            )
         data: dict[str, Any] = {**self.data, "seed": int(self.data.get("seed", 0)) + int(seed)}
         ids = make_token_ids(data, vocab_size=self.vocab_size(), tokenizer="gpt2")
         return {"input_ids": ids.contiguous()}
