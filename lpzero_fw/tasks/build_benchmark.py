@@ -185,8 +185,8 @@ def train_one(lm, train_tokens, valid_tokens, build: dict, seed: int) -> dict[st
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, DataLoader(train, batch_size=batch_size, shuffle=False))
-    train_loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
-    results = trainer.validate(module, DataLoader(valid, batch_size=batch_size), verbose=False)
+        train_loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
+        results = trainer.validate(module, DataLoader(valid, batch_size=batch_size), verbose=False)
     valid_loss = float(results[0]["valid_loss"])
     return {
         "valid_ppl": math.exp(valid_loss),
