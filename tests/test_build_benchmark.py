@@ -2,6 +2,7 @@
 then searched and ranked through search_space=hf_causal_lm."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,12 @@ TINY = [
     "build.choices.intermediate_size=[32,64]", "build.steps=4", "build.batch_size=2", "build.seq_len=16",
     "build.warmup=1", "build.valid_windows=4",
 ]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Outside Hydra the run dir (build.json) is the cwd: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 def compose_cfg(*overrides: str):
@@ -54,7 +61,8 @@ def built(tmp_path_factory, wikitext) -> Path:
     out = tmp_path_factory.mktemp("build")
     table = out / "tiny.jsonl"
     paths = [f"build.train_path={wikitext[0]}", f"build.valid_path={wikitext[1]}"]
-    summary = build_benchmark.run(compose_cfg(*TINY, *paths, f"build.table={table}"))
+    with contextlib.chdir(out):
+        summary = build_benchmark.run(compose_cfg(*TINY, *paths, f"build.table={table}"))
     assert summary["trained"] == 6 and summary["failed"] == 0
     return table
 
