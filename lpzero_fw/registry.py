@@ -253,13 +253,13 @@ SEARCH_SPACES: Registry = Registry(
     ),
 )
 STATS: Registry = Registry("statistic input", ("lpzero_fw.stats.extractors",))
-UNARY_OPS: Registry = Registry("unary operator", ("lpzero_fw.ops.unary",))
-BINARY_OPS: Registry = Registry("binary operator", ("lpzero_fw.ops.binary",))
+UNARY_OPS: Registry = Registry("unary operator", ("lpzero_fw.ops.unary", "lpzero_fw.ops.reference"))
+BINARY_OPS: Registry = Registry("binary operator", ("lpzero_fw.ops.binary", "lpzero_fw.ops.reference"))
 RULES: Registry = Registry("pruning rule", ("lpzero_fw.rules.static", "lpzero_fw.rules.dynamic"))
 STRATEGIES: Registry = Registry(
     "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
 )
-BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies",))
+BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies", "lpzero_fw.baselines.reference"))
 ARCH_SPACES: Registry = Registry("architecture space", ("lpzero_fw.nas.gpt2",))
 ARCH_STRATEGIES: Registry = Registry("architecture strategy", ("lpzero_fw.nas.strategies",))
 

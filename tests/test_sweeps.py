@@ -10,11 +10,20 @@ from tests.test_cli import run_cli
 REDUCED = ["strategy.iterations=10", "strategy.population=6", "search.n_archs=8", "logger=none", "threads=1"]
 
 
-def test_ablation_strategy_with_joblib_then_report(tmp_path, stats_cache):
+def small_flexibert(data_root, tmp_path, n=10) -> list[str]:
+    """The ablation presets run on FlexiBERT: its first ``n`` entries and a tiny text batch keep tests cheap."""
+    entries = json.loads((data_root / "data" / "BERT_benchmark.json").read_text())[:n]
+    path = tmp_path / "bert_small.json"
+    path.write_text(json.dumps(entries))
+    return [f"search_space.benchmark={path}", "data.batch_size=2", "data.seq_len=16"]
+
+
+def test_ablation_strategy_with_joblib_then_report(tmp_path, stats_cache, data_root):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
     result = run_cli("-m", "experiment=ablation_strategy", "seed=1", "hydra/launcher=local_parallel",
-                     *REDUCED, f"cache.dir={stats_cache}", f"hydra.sweep.dir={sweep}")
+                     *REDUCED, *small_flexibert(data_root, tmp_path), f"cache.dir={stats_cache}",
+                     f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(sweep.glob("*/result.json"))
     assert len(jobs) == 3
@@ -28,6 +37,8 @@ def test_ablation_strategy_with_joblib_then_report(tmp_path, stats_cache):
     for variant in ("evolution_rps", "evolution_norps", "random_rps"):
         assert variant in text
     assert (report_dir / "report_curves.png").stat().st_size > 1000
+    assert (report_dir / "fig6_strategy.png").stat().st_size > 1000  # the paper's Fig. 6
+    assert all(json.loads(p.read_text())["ops"] == "reference" for p in jobs)
 
 
 def test_submitit_local_launcher_runs_jobs_in_subprocesses(tmp_path, stats_cache):

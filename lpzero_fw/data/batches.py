@@ -26,10 +26,16 @@ Sources (``data["name"]``):
     (split ``data["split"]``, default ``validation``); needs the optional ``datasets``
     package and network access or its local cache.
 
-Vocabulary: GPT-2 ids are used as they are when ``vocab_size`` >= 50257; a smaller
-``vocab_size`` (e.g. a BERT vocabulary of 30522) maps every id to ``id % vocab_size``, a
-deterministic many-to-one relabelling that keeps the text's token statistics and
-repetitions. Only ``tokenizer="gpt2"`` exists.
+Tokenizers (the search space declares which one its models read):
+
+``gpt2``
+    GPT-2 ids are used as they are when ``vocab_size`` >= 50257; a smaller ``vocab_size``
+    maps every id to ``id % vocab_size`` (a deterministic many-to-one relabelling).
+``wordpiece``
+    BERT-style uncased WordPiece (FlexiBERT / ELECTRA ids, [MASK] = 103) with the
+    vocabulary shipped in ``lpzero_fw/data/vocab/wordpiece_wikitext2.txt``: 22,460 pieces
+    trained offline on WikiText-2 valid+test with the ``tokenizers`` library
+    (``tools/train_wordpiece.py``; BERT's special-token ids 0-103), within BERT's 30,522.
 """
 from __future__ import annotations
 
@@ -44,7 +50,8 @@ import torch
 from lpzero_fw.registry import LPZeroError
 
 NAMES = ("synthetic", "wikitext2", "wikitext103", "text_file")
-TOKENIZERS = ("gpt2",)
+TOKENIZERS = ("gpt2", "wordpiece")
+WORDPIECE_VOCAB = "vocab/wordpiece_wikitext2.txt"
 GPT2_VOCAB_SIZE = 50257
 ZIPF_EXPONENT = 1.0
 CORPUS_ENV = "LPZERO_FW_CORPUS"
@@ -87,7 +94,7 @@ def make_token_ids(data: dict, vocab_size: int, tokenizer: str = "gpt2") -> torc
     if name == "synthetic":
         return zipf_ids((batch_size, seq_len + 1), vocab_size, generator)
     if name == "wikitext103":
-        tokens = _wikitext103_tokens(str(data.get("split", "validation")))
+        tokens = _wikitext103_tokens(str(data.get("split", "validation")), tokenizer)
         source = f"wikitext103 ({data.get('split', 'validation')})"
     else:
         path = data.get("path")
@@ -95,10 +102,13 @@ def make_token_ids(data: dict, vocab_size: int, tokenizer: str = "gpt2") -> torc
             if name == "text_file":
                 raise LPZeroError("data.name=text_file needs data.path (a UTF-8 text file)")
             path = default_wikitext2_path()
-        tokens = tokenize_file(path)
+        tokens = tokenize_file(path, tokenizer)
         source = str(path)
     ids = _windows(tokens, batch_size, seq_len + 1, generator, source)
-    if vocab_size < GPT2_VOCAB_SIZE:
+    if tokenizer == "wordpiece":
+        if int(ids.max()) >= vocab_size:
+            raise LPZeroError(f"WordPiece ids reach {int(ids.max())}, beyond vocab_size={vocab_size}")
+    elif vocab_size < GPT2_VOCAB_SIZE:
         ids = ids % vocab_size
     return ids
 
@@ -133,13 +143,27 @@ def gpt2_tokenizer():
     return tok
 
 
-def tokenize_text(text: str) -> torch.LongTensor:
-    """GPT-2 BPE ids of ``text`` (no special tokens)."""
-    return torch.tensor(gpt2_tokenizer().backend_tokenizer.encode(text).ids, dtype=torch.long)
+@lru_cache(maxsize=1)
+def wordpiece_tokenizer():
+    """The shipped uncased WordPiece vocabulary as a ``tokenizers`` BERT tokenizer."""
+    from tokenizers import BertWordPieceTokenizer
+
+    vocab = resources.files("lpzero_fw.data").joinpath(WORDPIECE_VOCAB)
+    with resources.as_file(vocab) as path:
+        return BertWordPieceTokenizer(str(path), lowercase=True, strip_accents=True, clean_text=True)
 
 
-def tokenize_file(path: str | os.PathLike) -> torch.LongTensor:
-    """GPT-2 BPE ids of a UTF-8 text file, cached by (path, size, mtime)."""
+def tokenize_text(text: str, tokenizer: str = "gpt2") -> torch.LongTensor:
+    """Ids of ``text`` under ``tokenizer`` (no special tokens)."""
+    if tokenizer == "wordpiece":
+        ids = wordpiece_tokenizer().encode(text, add_special_tokens=False).ids
+    else:
+        ids = gpt2_tokenizer().backend_tokenizer.encode(text).ids
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def tokenize_file(path: str | os.PathLike, tokenizer: str = "gpt2") -> torch.LongTensor:
+    """Ids of a UTF-8 text file under ``tokenizer``, cached by (path, size, mtime, tokenizer)."""
     path = Path(path).expanduser()
     try:
         stat = path.stat()
@@ -147,7 +171,7 @@ def tokenize_file(path: str | os.PathLike) -> torch.LongTensor:
         raise LPZeroError(f"data.path={str(path)!r} does not exist") from None
     if not path.is_file():
         raise LPZeroError(f"data.path={str(path)!r} is not a file")
-    key = ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, tokenizer)
     tokens = _TOKEN_CACHE.get(key)
     if tokens is None:
         try:
@@ -156,7 +180,7 @@ def tokenize_file(path: str | os.PathLike) -> torch.LongTensor:
             raise LPZeroError(f"data.path={str(path)!r} is not readable UTF-8 text: {exc}") from None
         if not text.strip():
             raise LPZeroError(f"data.path={str(path)!r} is empty")
-        tokens = tokenize_text(text)
+        tokens = tokenize_text(text, tokenizer)
         _TOKEN_CACHE[key] = tokens
     return tokens
 
@@ -179,8 +203,8 @@ def _windows(tokens: torch.Tensor, batch: int, length: int, generator: torch.Gen
     return tokens[starts[:, None] + torch.arange(length)]
 
 
-def _wikitext103_tokens(split: str) -> torch.Tensor:
-    key = ("wikitext103", split)
+def _wikitext103_tokens(split: str, tokenizer: str = "gpt2") -> torch.Tensor:
+    key = ("wikitext103", split, tokenizer)
     tokens = _TOKEN_CACHE.get(key)
     if tokens is not None:
         return tokens
@@ -199,6 +223,6 @@ def _wikitext103_tokens(split: str) -> torch.Tensor:
             f"cannot load wikitext103 split {split!r} ({message}); "
             f"offline, use data=wikitext2 or data=text_file"
         ) from None
-    tokens = tokenize_text("".join(ds["text"]))
+    tokens = tokenize_text("".join(ds["text"]), tokenizer)
     _TOKEN_CACHE[key] = tokens
     return tokens

@@ -29,10 +29,15 @@ class Values:
     ``x``: float tensor (rows, k), one layer per row, a uniform sample of that
     layer's values (all of them in exact mode). ``n``: float tensor (rows, 1), each
     layer's population size. A per-layer scalar has k == 1 and n == 1.
+    ``lead``: float tensor (rows, 1), the size of each layer tensor's first dimension
+    (``None``: a flat layer, dim 0 is all of it). Operators with the reference
+    implementation's semantics (``ops/reference.py``: softmax over dim 0) need it;
+    shape-keeping ops pass it on.
     """
 
     x: torch.Tensor
     n: torch.Tensor
+    lead: torch.Tensor | None = None
 
     @property
     def rows(self) -> int:
@@ -97,6 +102,10 @@ class UnaryOp(ABC):
     constant_after: ClassVar[tuple[str, ...]] = ()
     #: the evaluator drops a branch that contains this op (``prune``)
     removes_branch: ClassVar[bool] = False
+    #: the operator set this op belongs to (``search.ops``); see ``ops/reference.py``
+    op_set: ClassVar[str] = "lpzero_fw"
+    #: in a set other than ``lpzero_fw``: the name of the ``lpzero_fw`` op it stands in for
+    replaces: ClassVar[str | None] = None
 
     @abstractmethod
     def __call__(self, v: Values) -> Values:
@@ -128,6 +137,9 @@ class BinaryOp(ABC):
     #: both operands must be tensors: with a per-layer-scalar operand the op is plain
     #: scaling, a duplicate of ``product`` (matmul)
     needs_matching_tensors: ClassVar[bool] = False
+    #: the operator set this op belongs to and the ``lpzero_fw`` op it stands in for (see UnaryOp)
+    op_set: ClassVar[str] = "lpzero_fw"
+    replaces: ClassVar[str | None] = None
 
     @abstractmethod
     def __call__(self, a: Values, b: Values) -> Values:

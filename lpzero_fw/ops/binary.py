@@ -54,8 +54,8 @@ class _Elementwise(BinaryOp):
         a_scalar, b_scalar = a.is_scalar, b.is_scalar
         if not (a_scalar or b_scalar):
             _check_tensors(a, b)
-        n = b.n if a_scalar else a.n
-        return Values(self.fn(a.x, b.x), n)
+        keep = b if a_scalar else a
+        return Values(self.fn(a.x, b.x), keep.n, keep.lead)
 
 
 @BINARY_OPS.register("sum", description="element-wise a + b (a per-layer scalar broadcasts)")
@@ -104,7 +104,7 @@ class Product(_Elementwise):
         return am * bm if (a_scalar or b_scalar) else None
 
 
-@BINARY_OPS.register("matmul", description="inner product of the flattened layers, sum a_i b_i; tensor x tensor -> scalar")
+@BINARY_OPS.register("matmul", description="inner product of the flattened layers, sum a_i b_i; tensor x tensor -> scalar (the reference multiplies per-layer means: ref.matmul)")
 class Matmul(BinaryOp):
     """Row vector · column vector: sum_i a_i b_i = n * mean(a * b) per layer."""
 

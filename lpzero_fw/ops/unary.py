@@ -69,7 +69,7 @@ def _numpy_ok(x: torch.Tensor) -> bool:
 
 
 def _same_n(v: Values, x: torch.Tensor) -> Values:
-    return Values(x, v.n)
+    return Values(x, v.n, v.lead)
 
 
 def _scalar(x: torch.Tensor) -> Values:
@@ -113,7 +113,7 @@ class _Reduction(UnaryOp):
     elementwise: ClassVar[bool] = False
 
 
-@UNARY_OPS.register("log", description="element-wise natural log of max(x, 1e-9); tensor -> tensor")
+@UNARY_OPS.register("log", description="element-wise natural log of max(x, 1e-9) (the reference maps x <= 0 to 0: ref.log); tensor -> tensor")
 class Log(_Elementwise):
     """log(max(x, EPS)): non-positive values map to log(EPS) ≈ -20.7."""
 
@@ -125,7 +125,7 @@ class Log(_Elementwise):
         return torch.clamp(x, min=EPS).log_()  # in place on our own temporary only
 
 
-@UNARY_OPS.register("abs_log", description="element-wise log(|x| + 1e-9); tensor -> tensor")
+@UNARY_OPS.register("abs_log", description="element-wise log(|x| + 1e-9) (the reference maps 0 to 0: ref.abs_log); tensor -> tensor")
 class AbsLog(_Elementwise):
     """log(|x| + EPS)."""
 
@@ -246,7 +246,7 @@ class NormalizedSum(_Reduction):
         return _scalar(v.x.mean(dim=1))
 
 
-@UNARY_OPS.register("l1_norm", description="per-layer sum |x| (true L1 norm, not the reference's mean |x|); tensor -> scalar")
+@UNARY_OPS.register("l1_norm", description="per-layer sum |x| (true L1 norm, not the reference's mean |x|: ref.l1_norm); tensor -> scalar")
 class L1Norm(_Reduction):
     """n * mean(|x|) per layer: the true L1 norm (the reference uses mean |x|)."""
 
@@ -258,7 +258,7 @@ class L1Norm(_Reduction):
         return _scalar(v.x.abs().mean(dim=1) * v.n.to(v.x.dtype).reshape(-1))
 
 
-@UNARY_OPS.register("softmax", description="softmax over each whole layer; tensor -> tensor")
+@UNARY_OPS.register("softmax", description="softmax over each whole layer (the reference's runs over dim 0: ref.softmax); tensor -> tensor")
 class Softmax(UnaryOp):
     """exp(x_i) / (n * mean(exp(x))), computed after subtracting the row max."""
 
@@ -284,7 +284,7 @@ class Sigmoid(_Elementwise):
         return torch.sigmoid(x)
 
 
-@UNARY_OPS.register("log_softmax", description="log of the softmax over each whole layer; tensor -> tensor")
+@UNARY_OPS.register("log_softmax", description="log of the softmax over each whole layer (the reference's runs over dim 0: ref.log_softmax); tensor -> tensor")
 class LogSoftmax(UnaryOp):
     """x_i - max - log(n * mean(exp(x - max)))."""
 
@@ -391,4 +391,4 @@ class Prune(UnaryOp):
     removes_branch = True
 
     def __call__(self, v):
-        return Values(v.x, v.n)
+        return Values(v.x, v.n, v.lead)

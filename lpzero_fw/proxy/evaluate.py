@@ -193,6 +193,11 @@ def _collapse(chunks: Sequence[Values]) -> Values:
     return Values(mean, torch.ones_like(mean))
 
 
+def _means_of(chunk: Values) -> Values:
+    col = chunk.x.mean(dim=1, keepdim=True)
+    return Values(col, torch.ones_like(col))
+
+
 def _stack_scalars(chunks: Sequence[Values]) -> Values:
     col = _scalar_column(chunks).reshape(-1, 1)
     return Values(col, torch.ones_like(col))
@@ -259,7 +264,10 @@ def _evaluate_mean(proxy: Proxy, stats: ArchStats) -> float:
                 raise InvalidProxy("both_pruned")
             if left is None or right is None:
                 return _score_of(left if right is None else right)
-            return _score_of(_combine(BINARY_OPS.get(proxy.binary)(), left, right))
+            op = BINARY_OPS.get(proxy.binary)()
+            if getattr(op, "means_first", False):  # the op joins per-layer means (ops/reference.py)
+                left, right = [_stack_scalars([_means_of(c) for c in left])], [_stack_scalars([_means_of(c) for c in right])]
+            return _score_of(_combine(op, left, right))
     except (InvalidProxy, LPZeroError):
         raise
     except Exception as exc:  # a torch error must not crash the search
@@ -374,6 +382,8 @@ class Evaluator:
         binary = self._binary.get(proxy.binary) or self._binary_op(proxy.binary)
         kind = binary[1]
         ls, rs = left.scalar, right.scalar
+        if getattr(binary[0], "means_first", False):
+            ls = rs = True  # joins per-layer means: both branches act as per-layer scalars
         if not (ls or rs) and (left.layers != right.layers or left.shape != right.shape):
             raise InvalidProxy("shape_mismatch", f"{proxy.left.input} and {proxy.right.input} tensors differ")
         if kind == "add":
@@ -440,13 +450,14 @@ class Evaluator:
         op, _, row_means = binary
         if row_means is not None:
             lm, rm = np.asarray(left.means), np.asarray(right.means)
-            if (left.scalar or right.scalar) and left.layers != right.layers:
-                if left.scalar:
+            ls, rs = (True, True) if getattr(op, "means_first", False) else (left.scalar, right.scalar)
+            if (ls or rs) and left.layers != right.layers:
+                if ls:
                     lm = np.array([left.mean])
-                if right.scalar:
+                if rs:
                     rm = np.array([right.mean])
             with np.errstate(all="ignore"):
-                means = row_means(lm, rm, left.scalar, right.scalar)
+                means = row_means(lm, rm, ls, rs)
                 if means is not None:
                     return float(np.mean(means))
         key = (arch_key, proxy)

@@ -14,13 +14,20 @@ from lpzero_fw.formula.genotype import LAYER_REDUCTIONS, Branch, Proxy
 from lpzero_fw.registry import BINARY_OPS, CORE_ORIGIN, STATS, UNARY_OPS, LPZeroError, Registry
 
 
-def _choices(values: Iterable[str] | str | None, registry: Registry, key: str) -> tuple[str, ...]:
+def _choices(values: Iterable[str] | str | None, registry: Registry, key: str,
+             op_set: str | None = None) -> tuple[str, ...]:
     """Names chosen for ``search.<key>``: ``None``/``"core"`` = the built-in components,
-    ``"all"`` = every registered one (installed plugins' included), else a list."""
-    if values is None or values == "core":
-        return tuple(e.name for e in registry.entries() if e.origin == CORE_ORIGIN)
-    if values == "all":
-        return tuple(registry.names())
+    ``"all"`` = every registered one (installed plugins' included), else a list. With an
+    operator set (``search.ops``, see ``ops/reference.py``) core/all keep that set's ops."""
+    if values is None or values == "core" or values == "all":
+        names = tuple(registry.names()) if values == "all" else tuple(
+            e.name for e in registry.entries() if e.origin == CORE_ORIGIN)
+        if op_set is None:
+            return names
+        from lpzero_fw.ops.reference import op_names
+
+        in_set = set(op_names(registry, op_set))
+        return tuple(n for n in names if n in in_set)
     if isinstance(values, str):
         values = (values,)
     chosen = tuple(dict.fromkeys(values))  # de-duplicated, order kept
@@ -38,7 +45,9 @@ class ProxySpace:
     ``inputs``: statistic symbols; ``unary`` / ``binary``: operator names. Each may be
     a list, ``"core"`` (the built-in components; ``None`` means the same) or ``"all"``
     (plugins' components too), so an installed plugin never changes a default search:
-    its components join when named. ``n_unary``: ops per branch (>= 1).
+    its components join when named. For operators, core/all mean those of the operator
+    set ``ops`` (``lpzero_fw`` or ``reference``, see ``ops/reference.py``).
+    ``n_unary``: ops per branch (>= 1).
     """
 
     def __init__(
@@ -48,6 +57,7 @@ class ProxySpace:
         binary: Iterable[str] | str | None = None,
         n_unary: int = 2,
         layers: Iterable[str] = ("mean",),
+        ops: str = "lpzero_fw",
     ) -> None:
         if isinstance(n_unary, bool) or not isinstance(n_unary, int) or n_unary < 1:
             raise LPZeroError(f"search.n_unary={n_unary!r} must be an integer >= 1")
@@ -58,8 +68,9 @@ class ProxySpace:
                 f"search.layers={list(self.layers)} has {bad[0]!r}; choose from: {', '.join(LAYER_REDUCTIONS)}"
             )
         self.inputs = _choices(inputs, STATS, "inputs")
-        self.unary = _choices(unary, UNARY_OPS, "unary")
-        self.binary = _choices(binary, BINARY_OPS, "binary")
+        self.ops = ops
+        self.unary = _choices(unary, UNARY_OPS, "unary", ops)
+        self.binary = _choices(binary, BINARY_OPS, "binary", ops)
         self.n_unary = n_unary
 
     def __repr__(self) -> str:

@@ -10,7 +10,8 @@ Models: :mod:`lpzero_fw.search_spaces.models.flexibert` (see its docstring for t
 layers, the masked-token loss and the taps). ``reference_quirks=True`` builds every
 model with the reference's fixed sizes (hidden 256, intermediate 1024).
 
-Batches: ``make_token_ids`` gives (batch, seq_len + 1) token ids; the last column is
+Batches: ``make_token_ids`` gives (batch, seq_len + 1) token ids (text data: WordPiece,
+see :mod:`lpzero_fw.data.batches`); the last column is
 dropped, then a seeded ``mask_prob`` fraction of positions is replaced by ``[MASK]``
 (id 103 in the BERT/ELECTRA uncased vocabulary) and becomes the ``labels`` (-100
 elsewhere). With ``objective="hidden_sum"`` the labels are still built but unused.
@@ -88,6 +89,8 @@ class FlexiBERTSpace(SearchSpace):
     higher_is_better = True
     metric_name = "glue"
     family = "flexibert"
+    #: text batches are tokenised like the models' vocabulary (uncased WordPiece, [MASK] = 103)
+    tokenizer = "wordpiece"
 
     def __init__(
         self,
@@ -173,7 +176,7 @@ class FlexiBERTSpace(SearchSpace):
 
         effective_seed = int(self.data.get("seed", 0)) + int(seed)
         data = {**self.data, "seed": effective_seed}
-        kwargs: dict[str, Any] = {"vocab_size": VOCAB_SIZE, "tokenizer": "gpt2"}
+        kwargs: dict[str, Any] = {"vocab_size": VOCAB_SIZE, "tokenizer": self.tokenizer}
         if "seed" in inspect.signature(make_token_ids).parameters:
             kwargs["seed"] = effective_seed
         ids = torch.as_tensor(make_token_ids(data, **kwargs), dtype=torch.long)
@@ -206,5 +209,6 @@ class FlexiBERTSpace(SearchSpace):
             "objective": self.objective,
             "mask_prob": self.mask_prob,
             "mask_token_id": MASK_TOKEN_ID,
+            "tokenizer": self.tokenizer,
             "data": dict(self.data),
         }

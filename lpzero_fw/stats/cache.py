@@ -327,7 +327,8 @@ def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:
     if dtype == torch.float32:
         return stats
     return {
-        symbol: [Values(_as_float32(v.x.to(dtype)), v.n) for v in chunks] for symbol, chunks in stats.items()
+        symbol: [Values(_as_float32(v.x.to(dtype)), v.n, v.lead) for v in chunks]
+        for symbol, chunks in stats.items()
     }
 
 
@@ -346,6 +347,8 @@ def _flatten(stats: ArchStats, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         for i, values in enumerate(chunks):
             tensors[f"{symbol}.{i}.x"] = values.x.to(dtype).contiguous()
             tensors[f"{symbol}.{i}.n"] = values.n.double().contiguous()
+            if values.lead is not None:
+                tensors[f"{symbol}.{i}.lead"] = values.lead.double().contiguous()
     return tensors
 
 
@@ -356,7 +359,8 @@ def _unflatten(tensors: dict[str, torch.Tensor]) -> ArchStats:
             continue
         symbol = name[: -len(".count")]
         stats[symbol] = [
-            Values(_as_float32(tensors[f"{symbol}.{i}.x"]), tensors[f"{symbol}.{i}.n"].float())
+            Values(_as_float32(tensors[f"{symbol}.{i}.x"]), tensors[f"{symbol}.{i}.n"].float(),
+                   tensors[f"{symbol}.{i}.lead"].float() if f"{symbol}.{i}.lead" in tensors else None)
             for i in range(int(count.item()))
         ]
     return dict(sorted(stats.items()))

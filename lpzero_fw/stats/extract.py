@@ -23,7 +23,7 @@ from lpzero_fw.search_spaces.base import Batch, SearchSpace
 #: bump when the meaning or the sampling of any extracted statistic changes (part of
 #: the cache key). 2: samples drawn inside the hooks with the fast sampler below, their
 #: extremes and mean pinned to the layer's, stored as float32.
-EXTRACTOR_VERSION = 2
+EXTRACTOR_VERSION = 3  # 3: layers keep their first-dimension size (Values.lead)
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class LayerSample:
 
     values: torch.Tensor  # (k,) float32
     numel: int
+    lead: int = 1  # size of the layer tensor's first dimension (Values.lead)
 
 
 Layer = torch.Tensor | LayerSample
@@ -55,7 +56,7 @@ def sampler(budget: int, seed: int = 0) -> Callable[[torch.Tensor], LayerSample]
         values = torch.take(tensor, index).to("cpu", torch.float64)
         if n > budget:
             values = _pin(values, tensor)
-        return LayerSample(values.float(), n)
+        return LayerSample(values.float(), n, int(tensor.shape[0]) if tensor.dim() else 1)
 
     return keep
 
@@ -164,13 +165,15 @@ def summarize(raw: RawStats, budget: int | None, seed: int = 0) -> ArchStats:
     keep = sampler(budget, seed) if budget is not None else None
     for symbol, layers in raw.items():
         present = [t for t in layers if (t.numel if isinstance(t, LayerSample) else t.numel()) > 0]
+        leads = [float(t.lead if isinstance(t, LayerSample) else (t.shape[0] if t.dim() else 1)) for t in present]
         if not present:
             stats[symbol] = []
         elif budget is None:
             if any(isinstance(t, LayerSample) for t in present):
                 raise ValueError(f"input {symbol} was sampled in the hooks; exact statistics need whole layers")
             stats[symbol] = [
-                Values(t.reshape(1, -1).float().clone(), torch.tensor([[float(t.numel())]])) for t in present
+                Values(t.reshape(1, -1).float().clone(), torch.tensor([[float(t.numel())]]), torch.tensor([[lead]]))
+                for t, lead in zip(present, leads)
             ]
         else:
             samples = [t if isinstance(t, LayerSample) else keep(t) for t in present]
@@ -178,5 +181,5 @@ def summarize(raw: RawStats, budget: int | None, seed: int = 0) -> ArchStats:
                 raise ValueError(f"input {symbol} was sampled with another budget than {budget}")
             rows = torch.stack([s.values for s in samples])
             sizes = torch.tensor([[float(s.numel)] for s in samples])
-            stats[symbol] = [Values(rows, sizes)]
+            stats[symbol] = [Values(rows, sizes, torch.tensor([[lead] for lead in leads]))]
     return stats

@@ -64,13 +64,14 @@ class Softmax(_OutputHook):
     tap_field = "softmax"
 
 
-@STATS.register("J", description="Jacobians: gradient of the loss w.r.t. each block's input")
+@STATS.register("J", description="the loss gradient at each block's input, dLoss/dh (the paper's 'Jacobian' input)")
 class Jacobians(StatExtractor):
-    """Per-sample input Jacobians (Mellor et al.'s NWOT), taken at every block's input.
+    """The gradient of the loss with respect to the hidden state entering each block.
 
-    The hidden state entering block 0 is the input embedding; later blocks give the
-    same quantity one block deeper. The gradient comes from the shared LM-loss
-    backward, so no extra pass is needed.
+    Shape (batch, tokens, width) per block: for block 0 the input embedding, later
+    blocks one block deeper. It is what the paper calls the Jacobian input; it is not
+    the per-sample input-output Jacobian of NWOT (Mellor et al.). The gradient comes
+    from the shared LM-loss backward, so no extra pass is needed.
     """
 
     merge = "concat_halved"

@@ -14,6 +14,7 @@ from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
 from lpzero_fw.proxy.parse import parse
 from lpzero_fw.registry import BASELINES, LPZeroError
+from lpzero_fw.tasks.figures import proxies_vs_params
 from lpzero_fw.tasks.common import (
     build_fabric,
     build_space,
@@ -27,8 +28,16 @@ from lpzero_fw.tasks.common import (
 from lpzero_fw.tracking import Tracker
 
 
-def resolve_proxies(spec) -> tuple[list[str], dict[str, str]]:
-    """Split ``proxy=`` into baseline names and {label: formula} (formulas parsed eagerly)."""
+def resolve_proxies(spec, ops: str = "lpzero_fw") -> tuple[list[str], dict[str, str]]:
+    """Split ``proxy=`` into baseline names and {label: formula} (formulas parsed eagerly).
+
+    Named formulas are written in the operator set ``ops`` (``search.ops``; labelled
+    ``name@ops`` outside the default set); explicit formulas are taken literally.
+    """
+    from lpzero_fw.ops.reference import DEFAULT_SET, translate
+
+    suffix = "" if ops == DEFAULT_SET else f"@{ops}"
+    named = {name: (name + suffix, translate(text, ops)) for name, text in NAMED_FORMULAS.items()}
     if spec is None:
         raise LPZeroError("task=rank needs proxy=<baseline name | formula | all> (e.g. proxy=all)")
     items = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
@@ -37,9 +46,10 @@ def resolve_proxies(spec) -> tuple[list[str], dict[str, str]]:
         item = str(item).strip()
         if item == "all":
             baselines += [n for n in BASELINES.names() if n not in baselines]
-            formulas.update(NAMED_FORMULAS)
-        elif item in NAMED_FORMULAS:
-            formulas[item] = NAMED_FORMULAS[item]
+            formulas.update(dict(named.values()))
+        elif item in named:
+            label, text = named[item]
+            formulas[label] = text
         elif item in BASELINES:
             baselines.append(item)
         elif "(" in item:
@@ -54,7 +64,7 @@ def run(cfg: DictConfig) -> list[dict]:
     start = time.perf_counter()
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
-    baselines, formulas = resolve_proxies(cfg.get("proxy"))
+    baselines, formulas = resolve_proxies(cfg.get("proxy"), str(cfg.search.get("ops") or "lpzero_fw"))
     space = build_space(cfg)
     ids = space.arch_ids()
     n = cfg.rank.n_archs
@@ -65,16 +75,18 @@ def run(cfg: DictConfig) -> list[dict]:
     tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"rank-{out.name}")
     try:
         scores, seconds, absent, lacking = _score_all(cfg, space, arch_ids, baselines, formulas)
-        rows = []
+        rows, oriented_scores = [], {}
         for name, values in scores.items():
             oriented = values if name in formulas or BASELINES.get(name).higher_is_better else -values
+            oriented_scores[name] = oriented
             defined = ~absent.get(name, np.zeros(len(arch_ids), dtype=bool))  # absent input: left out
             record = metrics.correlations(oriented[defined], quality[defined])
             rows.append({"name": name, **record, "seconds": round(seconds[name], 3)})
         rows.sort(key=lambda r: (-_nan_low(r["kendall_tau"]), r["name"]))
         write_json(out / "ranking.json", rows)
         (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids), lacking))
-        _scatter(out / "scatter.png", scores, quality, rows, formulas, space.metric_name)
+        _scatter(out / "scatter.png", oriented_scores, quality, rows, formulas, space.metric_name)
+        proxies_vs_params(out / "fig1_proxies_vs_params.png", rows, formulas)  # the paper's Fig. 1
         tracker.log_table("ranking", rows)
         tracker.record(out)
         console.print(_markdown(rows, space.metric_name, len(arch_ids)))
@@ -172,7 +184,7 @@ def _scatter(path: Path, scores, quality, rows, formulas, metric) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.supylabel(f"oriented {metric}", fontsize=8)
-    fig.supxlabel("proxy score", fontsize=8)
+    fig.supxlabel("oriented proxy score (negated where lower is better)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

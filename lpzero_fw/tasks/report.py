@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.tasks.common import console, run_dir, to_dict
+from lpzero_fw.tasks.figures import sweep_figures
 from lpzero_fw.tracking import Tracker
 
 
@@ -65,6 +66,7 @@ def run(cfg: DictConfig) -> list[dict]:
     text = _markdown(rows)
     (out / "report.md").write_text(text)
     _overlay(out / "report_curves.png", jobs, common)
+    figures = sweep_figures(out, jobs)  # the paper's Fig. 6 / Fig. 7 / Table 5 for its ablation sweeps
     tracker = Tracker(to_dict(cfg.logger), out, {"sweep_dir": str(sweep)}, name=f"report-{sweep.name}")
     try:
         tracker.log_table("report", rows)
@@ -72,7 +74,7 @@ def run(cfg: DictConfig) -> list[dict]:
     finally:
         tracker.finish()
     console.print(text)
-    console.print(f"{len(rows)} jobs -> {out / 'report.md'}")
+    console.print(f"{len(rows)} jobs -> {out / 'report.md'}" + "".join(f", {f.name}" for f in figures))
     return rows
 
 

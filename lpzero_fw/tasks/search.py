@@ -56,6 +56,7 @@ def run(cfg: DictConfig) -> dict:
         binary=cfg.search.binary,
         n_unary=int(cfg.search.n_unary),
         layers=tuple(cfg.search.get("layers") or ("mean",)),
+        ops=str(cfg.search.get("ops") or "lpzero_fw"),
     )
     rules = RuleSet(to_dict(cfg.pruning.rules))
     components = {**proxy_space.describe(), "rules": rules.describe()}  # with origins: digest + result
@@ -118,6 +119,7 @@ def run(cfg: DictConfig) -> dict:
             "fitness": fitness,
             "full": full,
             "search_space": cfg.search_space.name,
+            "ops": proxy_space.ops,
             "strategy": cfg.strategy.name,
             "seed": int(cfg.seed),
             "n_archs_search": n_archs,
