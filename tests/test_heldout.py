@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -16,12 +17,25 @@ from lpzero_fw.search_spaces.gpt2 import GPT2Space
 from lpzero_fw.tasks import search
 from tests.test_cli import REPO, run_cli
 
-SMALL = ["strategy.iterations=10", "strategy.population=8", "search.n_archs=10", "logger=none", "threads=1"]
+SMALL = ["strategy.iterations=10", "strategy.population=8", "search.n_archs=10", "logger=none", "threads=1",
+         "data.batch_size=2", "data.seq_len=32"]
 
 
 @pytest.fixture(scope="module")
 def gpt2(data_root):
     return GPT2Space(str(data_root / "random_GPT2_wt103"))
+
+
+@pytest.fixture(scope="module")
+def gpt2_40(data_root, tmp_path_factory):
+    """A real 40-arch LTS folder (config_0..3 of the GPT-2 benchmark): cheap to extract."""
+    folder = tmp_path_factory.mktemp("gpt2-40") / "random_GPT2_40"
+    source = data_root / "random_GPT2_wt103"
+    for i in range(4):
+        shutil.copytree(source / f"config_{i}", folder / f"config_{i}")
+    for name in ("ppl_summary.yaml", "params_summary.yaml"):
+        shutil.copy(source / name, folder / name)
+    return GPT2Space(str(folder))
 
 
 def test_split_is_a_seeded_partition_in_benchmark_order(gpt2):
@@ -37,7 +51,7 @@ def test_split_is_a_seeded_partition_in_benchmark_order(gpt2):
         gpt2.split(1.0, 3)
 
 
-def test_search_never_scores_a_held_out_architecture(tmp_path, monkeypatch, stats_cache, gpt2):
+def test_search_never_scores_a_held_out_architecture(tmp_path, monkeypatch, stats_cache, gpt2_40):
     """Read the scorer's own record of evaluated archs, not the split function."""
     made: list[fitness.ProxyScorer] = []
 
@@ -49,14 +63,15 @@ def test_search_never_scores_a_held_out_architecture(tmp_path, monkeypatch, stat
     monkeypatch.setattr(search, "ProxyScorer", Recorded)
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMALL, "seed=7", "search.holdout=0.5", f"cache.dir={stats_cache}"])
+        cfg = compose("config", overrides=[*SMALL, "seed=7", "search.holdout=0.5", f"cache.dir={stats_cache}",
+                                           f"search_space.benchmark={gpt2_40.benchmark}"])
     result = search.run(cfg)
     searching, final = made  # one scorer searches, a fresh one scores the best proxy afterwards
     assert searching.scored > 1 and len(searching.evaluated) == 10  # the fitness sample, nothing else
-    assert final.evaluated == set(gpt2.arch_ids())  # the final scorer scores all (after the search)
-    held = set(gpt2.split(0.5, 7)[1])
-    assert len(held) == 100 and not searching.evaluated & held
-    assert result["heldout"]["n_archs"] == 100 and result["full"]["n_archs"] == 200
+    assert final.evaluated == set(gpt2_40.arch_ids())  # the final scorer scores all (after the search)
+    held = set(gpt2_40.split(0.5, 7)[1])
+    assert len(held) == 20 and not searching.evaluated & held
+    assert result["heldout"]["n_archs"] == 20 and result["full"]["n_archs"] == 40
     assert -1 <= result["heldout"]["kendall_tau"] <= 1
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["heldout"] == result["heldout"] and saved["holdout"] == 0.5
@@ -74,12 +89,13 @@ def test_bad_holdout_is_one_line(tmp_path, value, words):
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.safetensors"))
 
 
-def test_holdout_zero_keeps_todays_behaviour(tmp_path, stats_cache):
+def test_holdout_zero_keeps_todays_behaviour(tmp_path, stats_cache, gpt2_40):
     run = tmp_path / "run"
-    result = run_cli(*SMALL, "search.holdout=0", f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
+    result = run_cli(*SMALL, "search.holdout=0", "search.n_archs=40", f"search_space.benchmark={gpt2_40.benchmark}",
+                     f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((run / "result.json").read_text())
-    assert saved["heldout"] is None and saved["full"]["n_archs"] == 200
+    assert saved["heldout"] is None and saved["full"]["n_archs"] == 40  # all 40 in the fitness sample
 
 
 def test_best2_ensemble_picks_on_the_search_pool_only():
@@ -107,6 +123,7 @@ def test_rank_reports_held_out_rows_and_scores_csv(tmp_path, stats_cache):
     run = tmp_path / "rank"
     result = run_cli("task=rank", "proxy=[nonembedding_parameters,lpzero_gpt2,'ensemble(nonembedding_parameters, lpzero_gpt2)']",
                      "rank.n_archs=8", "search.holdout=0.5", "seed=2", "logger=none", "threads=1",
+                     "data.batch_size=2", "data.seq_len=32",
                      f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["name"]: r for r in json.loads((run / "ranking.json").read_text())}
