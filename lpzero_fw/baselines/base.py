@@ -26,6 +26,8 @@ class BaselineProxy(ABC):
     source: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     shared_pass: ClassVar[bool] = True
+    #: found by a proxy search (not a control): never a member of ``best2_ensemble``
+    searched: ClassVar[bool] = False
 
     def attach(self, model: nn.Module, taps: Taps) -> None:
         """Register hooks before the shared pass (default: nothing)."""

@@ -307,6 +307,8 @@ class LPZeroGPT2Reference(BaselineProxy):
     scores correlate negatively with -perplexity too).
     """
 
+    searched = True
+
     source = "Dong et al. 2024 (LPZero), reference measures/lpzero.py"
     higher_is_better = False
 

@@ -19,7 +19,8 @@ class ProxyScorer:
     (constant or non-finite scores) is invalid. Results are memoised by formula.
     An architecture lacking an input the proxy reads has no score (``nan``) and is left
     out of that proxy's rules and correlation; see "Absent inputs" in
-    :mod:`lpzero_fw.proxy.evaluate`.
+    :mod:`lpzero_fw.proxy.evaluate`. ``evaluated`` records every architecture id the
+    scorer ever computed a proxy on: the held-out guarantee of a search is checked against it.
     """
 
     def __init__(self, stats: dict, quality: dict[str, float], rules: RuleSet, evaluator: Evaluator | None = None):
@@ -32,6 +33,7 @@ class ProxyScorer:
         self.evaluations = 0  # proxy x arch evaluations performed
         self.scored = 0  # distinct proxies scored (not statically rejected)
         self._quality_ranks: dict[tuple, np.ndarray] = {}
+        self.evaluated: set[str] = set()
 
     def scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True) -> np.ndarray:
         """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`.
@@ -48,6 +50,7 @@ class ProxyScorer:
         defined = np.ones(len(arch_ids), dtype=bool)
         checkpoints = {3, 10, len(arch_ids)} if dynamic else set()
         for i, arch_id in enumerate(arch_ids):
+            self.evaluated.add(arch_id)
             try:
                 values[i] = self.evaluator.score(proxy, arch_id, self.stats[arch_id])
             except InvalidProxy as invalid:
@@ -85,21 +88,79 @@ class ProxyScorer:
             return False
         return True
 
+    def rho(self, proxy: Proxy, arch_ids: list[str]) -> float:
+        """Spearman rho of ``proxy`` on the ``arch_ids`` it is defined on (dynamic rules on);
+        raises :class:`InvalidProxy`."""
+        values, defined = self.defined_scores(proxy, arch_ids)
+        if not defined.all():
+            values, arch_ids = values[defined], [a for a, d in zip(arch_ids, defined) if d]
+        rho = self._spearman(values, arch_ids)
+        if not np.isfinite(rho):
+            raise InvalidProxy("undefined_correlation")
+        return rho
+
     def fitness(self, proxy: Proxy, arch_ids: list[str]) -> float | None:
         key = str(proxy)
         if key in self.memo:
             return self.memo[key]
         self.scored += 1
         try:
-            values, defined = self.defined_scores(proxy, arch_ids)
-            if not defined.all():  # fitness on the archs the proxy is defined on
-                values, arch_ids = values[defined], [a for a, d in zip(arch_ids, defined) if d]
-            rho = self._spearman(values, arch_ids)
-            if not np.isfinite(rho):
-                raise InvalidProxy("undefined_correlation")
-            result: float | None = rho
+            result: float | None = self.rho(proxy, arch_ids)
         except InvalidProxy as invalid:
             self.rejected[invalid.rule] += 1
             result = None
+        self.memo[key] = result
+        return result
+
+
+class MultiScorer:
+    """One fitness over several benchmarks: ``aggregate`` (min | mean) of their Spearman rho.
+
+    ``parts`` maps a benchmark label to (its :class:`ProxyScorer`, its fitness sample).
+    A proxy invalid on any benchmark is invalid; when the reason is an input that
+    benchmark lacks (``empty_input``), the rejection is counted as
+    ``unavailable_on_benchmark``. Offers the attributes search and checkpoints read.
+    """
+
+    AGGREGATES = {"min": min, "mean": lambda values: float(np.mean(values))}
+
+    def __init__(self, parts: dict, rules: RuleSet, aggregate: str = "min") -> None:
+        self.parts = parts
+        self.rules = rules
+        self.aggregate = self.AGGREGATES[aggregate]
+        self.memo: dict[str, float | None] = {}
+        self.rejected: Counter = Counter()
+        self.evaluations = 0
+        self.scored = 0
+
+    @property
+    def evaluated(self) -> dict[str, set[str]]:
+        """Per benchmark label: every architecture id its scorer computed a proxy on."""
+        return {label: scorer.evaluated for label, (scorer, _) in self.parts.items()}
+
+    def static_ok(self, proxy: Proxy) -> bool:
+        rule = self.rules.static_reject(proxy)
+        if rule is not None:
+            self.rejected[rule] += 1
+            return False
+        return True
+
+    def fitness(self, proxy: Proxy, arch_ids=None) -> float | None:
+        """Aggregate rho (``arch_ids`` is ignored: each benchmark has its own sample)."""
+        key = str(proxy)
+        if key in self.memo:
+            return self.memo[key]
+        self.scored += 1
+        rhos, result = [], None
+        try:
+            for scorer, sample in self.parts.values():
+                before = scorer.evaluations
+                try:
+                    rhos.append(scorer.rho(proxy, sample))
+                finally:
+                    self.evaluations += scorer.evaluations - before
+            result = self.aggregate(rhos)
+        except InvalidProxy as invalid:
+            self.rejected["unavailable_on_benchmark" if invalid.rule == "empty_input" else invalid.rule] += 1
         self.memo[key] = result
         return result

@@ -87,12 +87,13 @@ class SearchSpace(ABC):
         value = float(self.ground_truth(arch_id))
         return value if self.higher_is_better else -value
 
-    def sample(self, k: int, seed: int) -> list[str]:
-        """``k`` distinct architecture ids drawn with ``seed`` (all ids when k >= size)."""
-        ids = self.arch_ids()
+    def sample(self, k: int, seed: int, pool: list[str] | None = None) -> list[str]:
+        """``k`` distinct ids of ``pool`` (default: all) drawn with ``seed``, in pool order."""
+        ids = self.arch_ids() if pool is None else list(pool)
         if k >= len(ids):
             return list(ids)
-        return sorted(random.Random(seed).sample(ids, k), key=ids.index)
+        order = {a: i for i, a in enumerate(ids)}
+        return sorted(random.Random(seed).sample(ids, k), key=order.__getitem__)
 
     def split(self, holdout: float, seed: int) -> tuple[list[str], list[str]]:
         """(search pool, held-out pool): a seeded partition of :meth:`arch_ids`.

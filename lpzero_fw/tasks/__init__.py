@@ -14,6 +14,7 @@ TASKS = {
     "rank": "lpzero_fw.tasks.rank",
     "list": "lpzero_fw.tasks.list_components",
     "report": "lpzero_fw.tasks.report",
+    "transfer": "lpzero_fw.tasks.transfer",
     "nas": "lpzero_fw.tasks.nas",
     "build_benchmark": "lpzero_fw.tasks.build_benchmark",
 }

@@ -1,14 +1,23 @@
-"""``task=rank proxy=<name | formula | all>``: how well do proxies rank the benchmark?"""
+"""``task=rank proxy=<name | formula | ensemble(...) | all>``: how well do proxies rank the benchmark?
+
+With ``search.holdout > 0`` every row also carries ``heldout``: its correlation on the
+held-out pool a search with the same ``seed`` would never score, and ``best2_ensemble``
+chooses its members on that search's pool only. ``scores.csv`` keeps every arch's scores.
+"""
 from __future__ import annotations
 
+import csv
 import math
 import time
 from pathlib import Path
+
+from typing import NamedTuple
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from lpzero_fw import metrics
+from lpzero_fw.baselines import ensemble
 from lpzero_fw.baselines.proxies import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
@@ -28,71 +37,176 @@ from lpzero_fw.tasks.common import (
 from lpzero_fw.tracking import Tracker
 
 
-def resolve_proxies(spec, ops: str = "lpzero_fw") -> tuple[list[str], dict[str, str]]:
-    """Split ``proxy=`` into baseline names and {label: formula} (formulas parsed eagerly).
+class Request:
+    """What ``proxy=`` asks for: baseline names, {label: formula}, ensemble specs."""
 
-    Named formulas are written in the operator set ``ops`` (``search.ops``; labelled
-    ``name@ops`` outside the default set); explicit formulas are taken literally.
-    """
-    from lpzero_fw.ops.reference import DEFAULT_SET, translate
+    def __init__(self, spec, ops: str = "lpzero_fw") -> None:
+        from lpzero_fw.ops.reference import DEFAULT_SET, translate
 
-    suffix = "" if ops == DEFAULT_SET else f"@{ops}"
-    named = {name: (name + suffix, translate(text, ops)) for name, text in NAMED_FORMULAS.items()}
-    if spec is None:
-        raise LPZeroError("task=rank needs proxy=<baseline name | formula | all> (e.g. proxy=all)")
-    items = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
-    baselines, formulas = [], {}
-    for item in items:
-        item = str(item).strip()
-        if item == "all":
-            baselines += [n for n in BASELINES.names() if n not in baselines]
-            formulas.update(dict(named.values()))
-        elif item in named:
-            label, text = named[item]
-            formulas[label] = text
+        # named formulas are written in the operator set ``ops`` (``search.ops``), labelled
+        # ``name@ops`` outside the default set; explicit formulas are taken literally
+        suffix = "" if ops == DEFAULT_SET else f"@{ops}"
+        self.named = {name: (name + suffix, translate(text, ops)) for name, text in NAMED_FORMULAS.items()}
+        if spec is None:
+            raise LPZeroError("this task needs proxy=<baseline name | formula | all | ensemble(...)> (e.g. proxy=all)")
+        items = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
+        self.baselines: list[str] = []
+        self.formulas: dict[str, str] = {}
+        self.ensembles: dict[str, list[str]] = {}  # label -> member labels (best2: filled later)
+        for item in items:
+            self._add(str(item).strip(), top=True)
+
+    def _add(self, item: str, top: bool = False) -> str:
+        if item == "all" and top:
+            for name in BASELINES.names():
+                self._add(name)
+            self.formulas.update(dict(self.named.values()))
+            self.ensembles.setdefault(ensemble.BEST2, [])
+        elif item == ensemble.BEST2 and top:
+            self.ensembles.setdefault(item, [])
+        elif item.startswith(ensemble.PREFIX) and top:
+            members = [self._add(m) for m in ensemble.split_members(item)]
+            self.ensembles[f"ensemble({', '.join(members)})"] = members
+        elif item in self.named:
+            label, text = self.named[item]
+            self.formulas[label] = text
+            item = label
         elif item in BASELINES:
-            baselines.append(item)
+            if item not in self.baselines:
+                self.baselines.append(item)
         elif "(" in item:
-            formulas[item] = str(parse(item))
+            self.formulas[item] = str(parse(item))
         else:
-            choices = ", ".join(["all", *BASELINES.names(), *NAMED_FORMULAS])
+            choices = ", ".join(["all", ensemble.BEST2, "ensemble(...)", *BASELINES.names(), *NAMED_FORMULAS])
             raise LPZeroError(f"unknown proxy {item!r}; give a formula or one of: {choices}")
-    return baselines, formulas
+        return item
+
+    @property
+    def candidates(self) -> list[str]:
+        """Single controls ``best2_ensemble`` may pick from: human-designed baselines."""
+        return [n for n in BASELINES.names() if not getattr(BASELINES.get(n), "searched", False)]
+
+    def need_candidates(self) -> None:
+        """best2_ensemble needs every candidate scored, even when not asked for itself."""
+        if ensemble.BEST2 in self.ensembles:
+            for name in self.candidates:
+                self._add(name)
+
+
+def resolve_proxies(spec, ops: str = "lpzero_fw") -> tuple[list[str], dict[str, str]]:
+    """Split ``proxy=`` into baseline names and {label: formula} (formulas parsed eagerly)."""
+    request = Request(spec, ops)
+    return request.baselines, request.formulas
+
+
+def orient(name: str, values: np.ndarray, formulas) -> np.ndarray:
+    """Scores oriented so that higher predicts a better model (formulas are by construction)."""
+    return values if name in formulas or BASELINES.get(name).higher_is_better else -values
+
+
+class Table(NamedTuple):
+    """Every single proxy's scores over ``arch_ids``, by label."""
+
+    oriented: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    #: archs lacking an input the formula reads (no score there, left out of its correlations)
+    absent: dict[str, np.ndarray]
+    #: input symbol -> archs with no layer of it
+    lacking: dict[str, int]
+
+
+def score_table(cfg, space, arch_ids, request: Request) -> Table:
+    """Score every single proxy of ``request`` on ``arch_ids``."""
+    request.need_candidates()
+    raw, seconds, absent, lacking = _score_all(cfg, space, arch_ids, request.baselines, request.formulas)
+    return Table({n: orient(n, v, request.formulas) for n, v in raw.items()}, raw, seconds, absent, lacking)
+
+
+def correlate(values: np.ndarray, quality: np.ndarray, absent: np.ndarray | None) -> dict:
+    """The correlation record over the archs where the proxy is defined."""
+    keep = np.ones(len(values), bool) if absent is None else ~absent
+    return metrics.correlations(values[keep], quality[keep])
+
+
+def add_ensembles(oriented: dict[str, np.ndarray], quality: np.ndarray, request: Request,
+                  search_mask: np.ndarray) -> dict[str, list[str]]:
+    """Add each ensemble's column to ``oriented``; best2 picks on ``search_mask`` rows only."""
+    members = {}
+    for label, names in request.ensembles.items():
+        if label == ensemble.BEST2:
+            names = ensemble.pick_best({n: oriented[n] for n in request.candidates}, quality, search_mask)
+        oriented[label] = ensemble.rank_mean([oriented[n] for n in names])
+        members[label] = list(names)
+    return members
+
+
+def holdout_pools(cfg, space, arch_ids) -> tuple[np.ndarray, np.ndarray | None]:
+    """Boolean masks over ``arch_ids``: (search pool, held-out pool or None when holdout=0)."""
+    search_ids, held_ids = space.split(float(cfg.search.get("holdout", 0.0) or 0.0), int(cfg.seed))
+    held = set(held_ids)
+    held_mask = np.array([a in held for a in arch_ids])
+    if not held:
+        return np.ones(len(arch_ids), bool), None
+    return ~held_mask, held_mask
+
+
+def write_scores_csv(path: Path, arch_ids, ground_truth, metric: str, quality, oriented: dict) -> None:
+    """One row per arch: id, the benchmark's metric as reported, oriented quality, oriented proxy scores."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arch_id", metric, "quality", *oriented])
+        for i, arch_id in enumerate(arch_ids):
+            writer.writerow([arch_id, ground_truth[i], quality[i], *(_fmt(v[i]) for v in oriented.values())])
+
+
+def _fmt(value: float) -> str:
+    return "" if not np.isfinite(value) else repr(float(value))
 
 
 def run(cfg: DictConfig) -> list[dict]:
     start = time.perf_counter()
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
-    baselines, formulas = resolve_proxies(cfg.get("proxy"), str(cfg.search.get("ops") or "lpzero_fw"))
+    request = Request(cfg.get("proxy"), str(cfg.search.get("ops") or "lpzero_fw"))
     space = build_space(cfg)
     ids = space.arch_ids()
     n = cfg.rank.n_archs
     if n is not None and not 2 <= int(n) <= len(ids):
         raise LPZeroError(f"rank.n_archs={n} must lie between 2 and the benchmark size {len(ids)}")
     arch_ids = ids if n is None else space.sample(int(n), int(cfg.seed))
+    search_mask, held_mask = holdout_pools(cfg, space, arch_ids)
+    ground = np.array([float(space.ground_truth(a)) for a in arch_ids])
     quality = np.array([space.quality(a) for a in arch_ids])
     tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"rank-{out.name}")
     try:
-        scores, seconds, absent, lacking = _score_all(cfg, space, arch_ids, baselines, formulas)
-        rows, oriented_scores = [], {}
-        for name, values in scores.items():
-            oriented = values if name in formulas or BASELINES.get(name).higher_is_better else -values
-            oriented_scores[name] = oriented
-            defined = ~absent.get(name, np.zeros(len(arch_ids), dtype=bool))  # absent input: left out
-            record = metrics.correlations(oriented[defined], quality[defined])
-            rows.append({"name": name, **record, "seconds": round(seconds[name], 3)})
-        rows.sort(key=lambda r: (-_nan_low(r["kendall_tau"]), r["name"]))
+        asked = [*request.baselines, *request.formulas, *request.ensembles]
+        table = score_table(cfg, space, arch_ids, request)
+        oriented, raw, seconds, absent = table.oriented, table.raw, table.seconds, table.absent
+        members = add_ensembles(oriented, quality, request, search_mask)
+        rows = []
+        for name in asked:
+            record = correlate(oriented[name], quality, absent.get(name))
+            row = {"name": name, **record,
+                   "seconds": round(sum(seconds[m] for m in members.get(name, [name])), 3)}
+            if name in members:
+                row["members"] = members[name]
+            if held_mask is not None:
+                gone = absent.get(name)
+                row["heldout"] = correlate(oriented[name][held_mask], quality[held_mask],
+                                           None if gone is None else gone[held_mask])
+            rows.append(row)
+        key = (lambda r: r["heldout"]["kendall_tau"]) if held_mask is not None else (lambda r: r["kendall_tau"])
+        rows.sort(key=lambda r: (-_nan_low(key(r)), r["name"]))
         write_json(out / "ranking.json", rows)
-        (out / "ranking.md").write_text(_markdown(rows, space.metric_name, len(arch_ids), lacking))
-        _scatter(out / "scatter.png", oriented_scores, quality, rows, formulas, space.metric_name)
-        proxies_vs_params(out / "fig1_proxies_vs_params.png", rows, formulas)  # the paper's Fig. 1
+        write_scores_csv(out / "scores.csv", arch_ids, ground, space.metric_name, quality, oriented)
+        text = _markdown(rows, space.metric_name, len(arch_ids), held_mask, table.lacking)
+        (out / "ranking.md").write_text(text)
+        _scatter(out / "scatter.png", oriented, quality, rows, space.metric_name)
+        proxies_vs_params(out / "fig1_proxies_vs_params.png", rows, request.formulas)  # the paper's Fig. 1
         tracker.log_table("ranking", rows)
         tracker.record(out)
-        console.print(_markdown(rows, space.metric_name, len(arch_ids)))
-        if any(lacking.values()):
-            console.print("archs lacking an input (left out of that input's proxies; n says how many remain): "
-                          + ", ".join(f"{k}: {v} of {len(arch_ids)}" for k, v in lacking.items() if v))
+        console.print(text)
         console.print(f"{len(rows)} proxies on {len(arch_ids)} archs in {time.perf_counter() - start:.1f} s -> {out}")
         return rows
     finally:
@@ -137,25 +251,38 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
     return scores, seconds, absent, lacking
 
 
-def _markdown(rows: list[dict], metric: str, n: int, lacking: dict[str, int] | None = None) -> str:
+def _markdown(rows: list[dict], metric: str, n: int, held_mask, lacking: dict[str, int] | None = None) -> str:
+    missing = {k: v for k, v in (lacking or {}).items() if v}
+    note = (["", "Architectures lacking an input (left out of the proxies reading it; see n): "
+             + ", ".join(f"{k} {v} of {n}" for k, v in missing.items())] if missing else [])
+    head = f"Ranking on {n} architectures (oriented: positive = agrees with trained {metric})"
+    if held_mask is None:
+        lines = [head, "", "| # | proxy | Kendall τ | Spearman ρ | n | seconds |", "|---|---|---|---|---|---|"]
+        for i, r in enumerate(rows, 1):
+            lines.append(f"| {i} | `{_label(r)}` | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} "
+                         f"| {r['n_archs']} | {r['seconds']:.1f} |")
+        return "\n".join(lines + note) + "\n"
+    n_held = int(held_mask.sum())
     lines = [
-        f"Ranking on {n} architectures (oriented: positive = agrees with trained {metric})",
-        "",
-        "| # | proxy | Kendall τ | Spearman ρ | n | seconds |",
-        "|---|---|---|---|---|---|",
+        head + f"; held-out = the {n_held} archs a search with this seed never scores, "
+        "all = every arch (in-sample for searched proxies)", "",
+        "| # | proxy | held-out τ | held-out ρ | all τ | all ρ | n held-out / all | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
+        h = r["heldout"]
         lines.append(
-            f"| {i} | `{r['name']}` | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | {r['n_archs']} | {r['seconds']:.1f} |"
+            f"| {i} | `{_label(r)}` | {h['kendall_tau']:.3f} | {h['spearman_rho']:.3f} | {r['kendall_tau']:.3f} "
+            f"| {r['spearman_rho']:.3f} | {h['n_archs']} / {r['n_archs']} | {r['seconds']:.1f} |"
         )
-    missing = {k: v for k, v in (lacking or {}).items() if v}
-    if missing:
-        lines += ["", "Architectures lacking an input (left out of the proxies reading it; see n): "
-                  + ", ".join(f"{k} {v} of {n}" for k, v in missing.items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + note) + "\n"
 
 
-def _scatter(path: Path, scores, quality, rows, formulas, metric) -> None:
+def _label(row: dict) -> str:
+    return f"{row['name']} = ensemble({', '.join(row['members'])})" if row["name"] == ensemble.BEST2 else row["name"]
+
+
+def _scatter(path: Path, scores, quality, rows, metric) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

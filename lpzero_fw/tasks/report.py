@@ -58,6 +58,8 @@ def run(cfg: DictConfig) -> list[dict]:
         rows.append({
             "job": job["job"], "overrides": " ".join(o for o in job["overrides"] if o not in common), "variant": variant_of(job["overrides"], common),
             "best_proxy": r["best_proxy"], "best_rho": r["fitness"],
+            "heldout_tau": (r.get("heldout") or {}).get("kendall_tau", float("nan")),
+            "heldout_rho": (r.get("heldout") or {}).get("spearman_rho", float("nan")),
             "full_tau": r["full"]["kendall_tau"], "full_rho": r["full"]["spearman_rho"],
             "proxies_scored": r["proxies_scored"], "rejected": rejected, "seconds": r["seconds"],
         })
@@ -79,23 +81,35 @@ def run(cfg: DictConfig) -> list[dict]:
 
 
 def _markdown(rows: list[dict]) -> str:
-    lines = ["| job | overrides | best ρ (search) | full τ | full ρ | scored | rejected | seconds | best proxy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Per job, then mean ± std per variant; held-out (out of sample) columns lead, "full"
+    (all archs) is in-sample for a searched proxy. Held-out is n/a for search.holdout=0."""
+    lines = ["| job | overrides | best ρ (search) | held-out τ | held-out ρ | full τ | full ρ | scored | rejected "
+             "| seconds | best proxy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['job']} | {r['overrides']} | {r['best_rho']:.4f} | {r['full_tau']:.4f} | {r['full_rho']:.4f} "
+            f"| {r['job']} | {r['overrides']} | {r['best_rho']:.4f} | {_num(r['heldout_tau'])} | {_num(r['heldout_rho'])} "
+            f"| {r['full_tau']:.4f} | {r['full_rho']:.4f} "
             f"| {r['proxies_scored']} | {r['rejected']} | {r['seconds']:.1f} | `{r['best_proxy']}` |"
         )
     by_variant = defaultdict(list)
     for r in rows:
         by_variant[r["variant"]].append(r)
-    lines += ["", "| variant | jobs | best ρ mean ± std | full τ mean ± std | full ρ mean ± std |", "|---|---|---|---|---|"]
+    lines += ["", "| variant | jobs | best ρ mean ± std | held-out τ mean ± std | held-out ρ mean ± std "
+              "| full τ mean ± std (in-sample) | full ρ mean ± std (in-sample) |", "|---|---|---|---|---|---|---|"]
     for variant, group in by_variant.items():
         def stat(key):
             values = np.array([g[key] for g in group], float)
+            if not np.isfinite(values).any():
+                return "n/a"
             return f"{np.nanmean(values):.4f} ± {np.nanstd(values):.4f}"
-        lines.append(f"| {variant} | {len(group)} | {stat('best_rho')} | {stat('full_tau')} | {stat('full_rho')} |")
+        lines.append(f"| {variant} | {len(group)} | {stat('best_rho')} | {stat('heldout_tau')} | {stat('heldout_rho')} "
+                     f"| {stat('full_tau')} | {stat('full_rho')} |")
     return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
 
 def _overlay(path: Path, jobs: list[dict], common: frozenset) -> None:
