@@ -232,7 +232,11 @@ def run(task: str, overrides: Sequence[str] = (), output_dir: str | Path | None 
         out.mkdir(parents=True, exist_ok=True)
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(out.resolve())
+        previous = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):  # the job sees its config without the hydra node, as under @hydra.main
             del cfg["hydra"]
-        return execute(cfg)
+        try:
+            return execute(cfg)
+        finally:  # the caller's process keeps no trace of this run (its output dir included)
+            HydraConfig.instance().cfg = previous

@@ -90,7 +90,7 @@ def test_score_matches_the_search_path(data_root):
     arch_id = "config_0_j0"
     store = StatsStore(space, enabled=False)
     expected = evaluate(parse(FORMULA), store.get(arch_id))
-    assert score(space.build_model(arch_id), space.make_batch(0), FORMULA) == pytest.approx(expected, rel=1e-6)
+    assert score(space.build_model(arch_id), space.make_batch(0), FORMULA) == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("batch, proxy, message", [

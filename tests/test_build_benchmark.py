@@ -103,7 +103,7 @@ def test_search_and_rank_on_the_built_table(built, wikitext, tmp_path, stats_cac
         f"data.path={wikitext[1]}", "data.seq_len=16",
         "data.batch_size=2", "logger=none", "threads=1", f"cache.dir={stats_cache}",
     ]
-    search = run_cli(*common, "strategy.iterations=10", "strategy.population=6", "search.n_archs=6",
+    search = run_cli(*common, "strategy.iterations=10", "strategy.population=6", "search.n_archs=6", "search.holdout=0",
                      f"hydra.run.dir={tmp_path / 's'}")
     assert search.returncode == 0, search.stderr[-3000:]
     result = json.loads((tmp_path / "s" / "result.json").read_text())

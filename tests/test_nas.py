@@ -162,7 +162,7 @@ def test_nas_search_writes_front_plot_and_loadable_config(tmp_path, arch, gpt2):
     # the score in nas.json is the score of that model through the public API (same statistics path)
     model = build_gpt2_lts(cfg, seed=0)
     batch = gpt2.make_batch(0)
-    assert score(model, batch, "lpzero_gpt2") == pytest.approx(chosen["proxy_score"], rel=1e-6)
+    assert score(model, batch, "lpzero_gpt2") == pytest.approx(chosen["proxy_score"], rel=1e-4)
 
 
 @pytest.mark.parametrize("override, message", [

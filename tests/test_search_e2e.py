@@ -117,9 +117,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, shared_cache):
 def test_two_process_fabric_extraction_matches_one_process(tmp_path, shared_cache, small_gpt2_benchmark):
     one, two = tmp_path / "one", tmp_path / "two"
     bench = f"search_space.benchmark={small_gpt2_benchmark}"  # 10 archs: the point is the sharding
-    assert search(one, shared_cache, bench).returncode == 0
+    assert search(one, shared_cache, bench, "search.holdout=0").returncode == 0
     fresh = tmp_path / "fresh-cache"  # cold: both ranks really extract their shards
-    r = search(two, fresh, bench, "fabric.accelerator=cpu", "fabric.devices=2", "fabric.strategy=ddp", "threads=1")
+    r = search(two, fresh, bench, "search.holdout=0", "fabric.accelerator=cpu", "fabric.devices=2", "fabric.strategy=ddp", "threads=1")
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = read_result(one), read_result(two)
     for key in ("best_proxy", "fitness", "full", "proxies_scored", "rejected"):

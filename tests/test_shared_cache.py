@@ -16,7 +16,7 @@ from filelock import FileLock
 from tests.test_cli import REPO
 
 # a 10-architecture LTS benchmark (config_0 of the GPT-2 one) and a tiny batch keep this cheap
-SMALL = ["search.n_archs=6", "strategy.iterations=5", "strategy.population=6", "data.batch_size=2",
+SMALL = ["search.n_archs=6", "search.holdout=0", "strategy.iterations=5", "strategy.population=6", "data.batch_size=2",
          "data.seq_len=32", "logger=none", "threads=1"]
 N_ARCHS = 10
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.test_cli import run_cli
 
-REDUCED = ["strategy.iterations=10", "strategy.population=6", "search.n_archs=8", "logger=none", "threads=1"]
+REDUCED = ["strategy.iterations=10", "strategy.population=6", "search.n_archs=8", "search.holdout=0", "logger=none", "threads=1"]
 
 
 def small_flexibert(data_root, tmp_path, n=10) -> list[str]:

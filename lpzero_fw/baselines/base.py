@@ -25,6 +25,9 @@ class BaselineProxy(ABC):
     description: ClassVar[str] = ""
     source: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+    #: model families the proxy is defined for (``SearchSpace.family``); empty = every family.
+    #: ``proxy=all`` leaves a baseline out on other families instead of scoring nan
+    families: ClassVar[tuple[str, ...]] = ()
     shared_pass: ClassVar[bool] = True
     #: found by a proxy search (not a control): never a member of ``best2_ensemble``
     searched: ClassVar[bool] = False
@@ -38,3 +41,8 @@ class BaselineProxy(ABC):
 
     def detach(self) -> None:
         """Remove hooks (default: nothing)."""
+
+    @classmethod
+    def applies_to(cls, family: str | None) -> bool:
+        """Whether the proxy is defined on models of ``family``."""
+        return not cls.families or family in cls.families

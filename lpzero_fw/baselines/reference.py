@@ -48,6 +48,7 @@ class LPZeroFlexiBERTReference(BaselineProxy):
 
     source = "Dong et al. 2024 (LPZero), reference structures/tree.py + operators/zc_inputs.py"
     higher_is_better = True
+    families = ("flexibert",)  # hooks FlexiBERT's query/input projections
 
     def __init__(self) -> None:
         self._handles: list = []

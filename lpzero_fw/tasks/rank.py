@@ -40,13 +40,14 @@ from lpzero_fw.tracking import Tracker
 class Request:
     """What ``proxy=`` asks for: baseline names, {label: formula}, ensemble specs."""
 
-    def __init__(self, spec, ops: str = "lpzero_fw") -> None:
+    def __init__(self, spec, ops: str = "lpzero_fw", family: str | None = None) -> None:
         from lpzero_fw.ops.reference import DEFAULT_SET, translate
 
         # named formulas are written in the operator set ``ops`` (``search.ops``), labelled
         # ``name@ops`` outside the default set; explicit formulas are taken literally
         suffix = "" if ops == DEFAULT_SET else f"@{ops}"
         self.named = {name: (name + suffix, translate(text, ops)) for name, text in NAMED_FORMULAS.items()}
+        self.family = family  # ``all`` takes the baselines defined for this model family
         if spec is None:
             raise LPZeroError("this task needs proxy=<baseline name | formula | all | ensemble(...)> (e.g. proxy=all)")
         items = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
@@ -59,7 +60,8 @@ class Request:
     def _add(self, item: str, top: bool = False) -> str:
         if item == "all" and top:
             for name in BASELINES.names():
-                self._add(name)
+                if BASELINES.get(name).applies_to(self.family):
+                    self._add(name)
             self.formulas.update(dict(self.named.values()))
             self.ensembles.setdefault(ensemble.BEST2, [])
         elif item == ensemble.BEST2 and top:
@@ -84,7 +86,8 @@ class Request:
     @property
     def candidates(self) -> list[str]:
         """Single controls ``best2_ensemble`` may pick from: human-designed baselines."""
-        return [n for n in BASELINES.names() if not getattr(BASELINES.get(n), "searched", False)]
+        return [n for n in BASELINES.names()
+                if not BASELINES.get(n).searched and BASELINES.get(n).applies_to(self.family)]
 
     def need_candidates(self) -> None:
         """best2_ensemble needs every candidate scored, even when not asked for itself."""
@@ -168,8 +171,9 @@ def run(cfg: DictConfig) -> list[dict]:
     start = time.perf_counter()
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
-    request = Request(cfg.get("proxy"), str(cfg.search.get("ops") or "lpzero_fw"))
+    Request(cfg.get("proxy"))  # a bad proxy= fails before the benchmark is read
     space = build_space(cfg)
+    request = Request(cfg.get("proxy"), str(cfg.search.get("ops") or "lpzero_fw"), space.family)
     ids = space.arch_ids()
     n = cfg.rank.n_archs
     if n is not None and not 2 <= int(n) <= len(ids):

@@ -107,6 +107,7 @@ def run(cfg: DictConfig) -> dict:
             space = build_space(sub)
             ids = space.arch_ids()
             quality = np.array([space.quality(a) for a in ids])
+            request.family = space.family
             scored = rank.score_table(sub, space, ids, request)
             oriented = scored.oriented
             search_mask, _ = rank.holdout_pools(sub, space, ids)
