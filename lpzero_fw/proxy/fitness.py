@@ -82,11 +82,7 @@ class ProxyScorer:
 
     def static_ok(self, proxy: Proxy) -> bool:
         """The acceptance filter handed to strategies (counts rejections)."""
-        rule = self.rules.static_reject(proxy)
-        if rule is not None:
-            self.rejected[rule] += 1
-            return False
-        return True
+        return _static_ok(self.rules, self.rejected, proxy)
 
     def rho(self, proxy: Proxy, arch_ids: list[str]) -> float:
         """Spearman rho of ``proxy`` on the ``arch_ids`` it is defined on (dynamic rules on);
@@ -139,11 +135,7 @@ class MultiScorer:
         return {label: scorer.evaluated for label, (scorer, _) in self.parts.items()}
 
     def static_ok(self, proxy: Proxy) -> bool:
-        rule = self.rules.static_reject(proxy)
-        if rule is not None:
-            self.rejected[rule] += 1
-            return False
-        return True
+        return _static_ok(self.rules, self.rejected, proxy)
 
     def fitness(self, proxy: Proxy, arch_ids=None) -> float | None:
         """Aggregate rho (``arch_ids`` is ignored: each benchmark has its own sample)."""
@@ -164,3 +156,12 @@ class MultiScorer:
             self.rejected["unavailable_on_benchmark" if invalid.rule == "empty_input" else invalid.rule] += 1
         self.memo[key] = result
         return result
+
+
+def _static_ok(rules: RuleSet, rejected: Counter, proxy: Proxy) -> bool:
+    """Whether the static rules accept ``proxy``; a rejection is counted under its rule."""
+    rule = rules.static_reject(proxy)
+    if rule is not None:
+        rejected[rule] += 1
+        return False
+    return True
