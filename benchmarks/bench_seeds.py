@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from lpzero_fw import metrics  # noqa: E402
 from lpzero_fw.baselines import ensemble  # noqa: E402
-from lpzero_fw.registry import BASELINES, SEARCH_SPACES  # noqa: E402
+from lpzero_fw.registry import BASELINES  # noqa: E402
 
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
@@ -80,15 +80,15 @@ def main() -> None:
 
     ids, quality, columns = read_scores(args.scores)
     candidates = {k: v for k, v in columns.items() if not getattr(BASELINES.get(k), "searched", False)}
-    space_cls = SEARCH_SPACES.get(args.search_space)
+    # the space exactly as the sweep's runs built it (their saved config, overrides included)
     from omegaconf import OmegaConf
 
-    settings = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "search_space" / f"{args.search_space}.yaml"))
-    settings.pop("name")
-    bench = Path(str(settings.pop("benchmark")))
-    if not bench.is_absolute():
-        bench = Path(os.environ["LPZERO_FW_DATA"]) / bench
-    space = space_cls(benchmark=str(bench), **settings)
+    from lpzero_fw.tasks.common import build_space
+
+    saved = sorted(sweep_dir.glob("*/.hydra/config.yaml"))
+    if not saved:
+        sys.exit(f"no .hydra/config.yaml under {sweep_dir}")
+    space = build_space(OmegaConf.load(saved[0]))
     if space.arch_ids() != ids:
         sys.exit("scores.csv does not cover the whole benchmark in arch_ids order (rank without rank.n_archs)")
 

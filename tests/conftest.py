@@ -27,8 +27,15 @@ def corpus_root() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def user_cache_dir(tmp_path_factory) -> Path:
     """A session-wide ``$XDG_CACHE_HOME``: runs without ``cache.dir`` share the session's
-    statistics cache instead of extracting again (or touching the developer's ~/.cache)."""
-    path = tmp_path_factory.mktemp("xdg-cache")
+    statistics cache instead of extracting again (or touching the developer's ~/.cache).
+    Under pytest-xdist every worker uses the same one: the cache's per-architecture locks
+    make each architecture be extracted once, by whichever worker needs it first."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = base.parent / "xdg-cache"  # the parent of the workers' own temp dirs
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("xdg-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(path))
         yield path
@@ -52,5 +59,19 @@ def small_gpt2_benchmark(tmp_path_factory, data_root) -> Path:
     folder.mkdir()
     source = data_root / "random_GPT2_wt103"
     for name in ("config_0", "ppl_summary.yaml", "params_summary.yaml"):
+        (folder / name).symlink_to(source / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gpt2_40_benchmark(tmp_path_factory, data_root) -> Path:
+    """The GPT-2 benchmark cut to config_0..config_3 (40 real architectures, symlinked).
+    The end-to-end tests search on it: large enough for the default held-out split
+    (20 + 20) and S=10, small enough to extract in seconds. The 200-arch main job runs in
+    CI's wheel job."""
+    folder = tmp_path_factory.mktemp("bench-40") / "random_GPT2_wt103"
+    folder.mkdir()
+    source = data_root / "random_GPT2_wt103"
+    for name in ("config_0", "config_1", "config_2", "config_3", "ppl_summary.yaml", "params_summary.yaml"):
         (folder / name).symlink_to(source / name)
     return folder

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.tasks import build_benchmark
-from tests.test_cli import REPO, run_cli
+from tests.test_cli import REPO, run_app, run_cli
 
 TINY = [
     "task=build_benchmark", "data=wikitext2", "logger=none", "build.n_archs=6",
@@ -116,7 +116,7 @@ def test_search_and_rank_on_the_built_table(built, wikitext, tmp_path, stats_cac
 
 
 def test_bad_build_settings_are_one_line_errors(tmp_path, tiny):
-    missing = run_cli("search_space=hf_causal_lm", "logger=none", f"hydra.run.dir={tmp_path / 'm'}")
+    missing = run_app("search_space=hf_causal_lm", "logger=none", f"hydra.run.dir={tmp_path / 'm'}")
     assert missing.returncode == 2 and "search_space.benchmark" in missing.stderr
     assert "Traceback" not in missing.stderr
     with pytest.raises(LPZeroError, match="'num_layers' is not a llama config key"):

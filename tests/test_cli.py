@@ -19,6 +19,34 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
+def run_app(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The same Hydra app as :func:`run_cli`, run in this process: no interpreter and
+    import start-up (~4 s each), for the many bad-input cases that stop at validation.
+    Exit code, stdout and stderr come back as from a subprocess; a traceback would
+    propagate as an exception and fail the test."""
+    import contextlib
+    import io
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lpzero_fw.__main__ import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}.items():
+            patch.setenv(key, value)
+        patch.setattr(sys, "argv", ["lpzero_fw", *args])
+        GlobalHydra.instance().clear()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            finally:
+                GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def test_help_lists_groups_and_options():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
@@ -28,8 +56,14 @@ def test_help_lists_groups_and_options():
         assert option in result.stdout
 
 
+def test_bad_value_exits_2_with_one_line_from_a_real_process(tmp_path):
+    """The real process (the table in test_reliability.py runs in-process)."""
+    result = run_cli("threads=0", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and result.stderr.strip() == "error: threads=0 must be a positive integer or null"
+
+
 def test_unknown_group_option_lists_valid_ones():
-    result = run_cli("search_space=nope")
+    result = run_app("search_space=nope")
     assert result.returncode != 0
     assert "Could not find 'search_space/nope'" in result.stderr
     assert "gpt2" in result.stderr and "Traceback" not in result.stderr

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from lpzero_fw.proxy import fitness
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.gpt2 import GPT2Space
 from lpzero_fw.tasks import search
-from tests.test_cli import REPO, run_cli
+from tests.test_cli import REPO, run_app, run_cli
 
 SMALL = ["strategy.iterations=10", "strategy.population=8", "search.n_archs=10", "logger=none", "threads=1",
          "data.batch_size=2", "data.seq_len=32"]
@@ -27,15 +26,9 @@ def gpt2(data_root):
 
 
 @pytest.fixture(scope="module")
-def gpt2_40(data_root, tmp_path_factory):
+def gpt2_40(gpt2_40_benchmark):
     """A real 40-arch LTS folder (config_0..3 of the GPT-2 benchmark): cheap to extract."""
-    folder = tmp_path_factory.mktemp("gpt2-40") / "random_GPT2_40"
-    source = data_root / "random_GPT2_wt103"
-    for i in range(4):
-        shutil.copytree(source / f"config_{i}", folder / f"config_{i}")
-    for name in ("ppl_summary.yaml", "params_summary.yaml"):
-        shutil.copy(source / name, folder / name)
-    return GPT2Space(str(folder))
+    return GPT2Space(str(gpt2_40_benchmark))
 
 
 def test_split_is_a_seeded_partition_in_benchmark_order(gpt2):
@@ -81,7 +74,7 @@ def test_search_never_scores_a_held_out_architecture(tmp_path, monkeypatch, stat
     ("-0.1", "search.holdout=-0.1"), ("1", "search.holdout=1"), ("0.9", "search pool size 20"),
 ])
 def test_bad_holdout_is_one_line(tmp_path, value, words):
-    result = run_cli("search.n_archs=50", f"search.holdout={value}", "logger=none", f"cache.dir={tmp_path / 'c'}",
+    result = run_app("search.n_archs=50", f"search.holdout={value}", "logger=none", f"cache.dir={tmp_path / 'c'}",
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

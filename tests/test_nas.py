@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 
 import numpy as np
@@ -180,9 +179,9 @@ def test_bad_constraints_are_one_line(tmp_path, override, message):
 
 
 def test_bad_constraint_on_the_command_line_exits_2(tmp_path):
-    from tests.test_cli import run_cli
+    from tests.test_cli import run_app
 
-    result = run_cli("task=nas", "nas.max_params=-1", "threads=1", "logger=none", f"hydra.run.dir={tmp_path}")
+    result = run_app("task=nas", "nas.max_params=-1", "threads=1", "logger=none", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: nas.max_params=-1 must be a positive number or null"
     assert "Traceback" not in result.stderr

@@ -1,7 +1,7 @@
 """Reliability: user mistakes give one clean line, faulty architectures are retried or
 skipped, and the six statistic inputs are what the formulas assume.
 
-The CLI table runs ``python -m lpzero_fw`` once per bad input and checks: non-zero
+The CLI table runs the Hydra app (in-process, see ``run_app``) once per bad input and checks: non-zero
 exit, no traceback, a one-line ``error: ...`` naming the bad value (and the valid
 choices where there is a list), a sentinel ``result.json`` left untouched, and a
 quick finish (validation happens before any statistics are extracted).
@@ -22,7 +22,7 @@ import torch
 
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.stats.cache import StatsStore
-from tests.test_cli import run_cli
+from tests.test_cli import run_app
 
 SMALLEST, LARGEST = "config_9_j3", "config_4_j9"
 HYDRA_FILES = {".hydra", "lpzero_fw.log"}  # Hydra writes these for every job
@@ -150,7 +150,7 @@ def test_bad_input_is_one_clean_line(case: Case, tmp_path, data_root, corpus_roo
         defaults.append(f"cache.dir={tmp_path / 'stats'}")
     env = {k: v for k, v in ctx.env.items()}
     try:
-        result = run_cli(*defaults, *args, env=env)
+        result = run_app(*defaults, *args, env=env)
     finally:
         if server is not None:
             server.shutdown()

@@ -41,10 +41,11 @@ def test_ablation_strategy_with_joblib_then_report(tmp_path, stats_cache, data_r
     assert all(json.loads(p.read_text())["ops"] == "reference" for p in jobs)
 
 
-def test_submitit_local_launcher_runs_jobs_in_subprocesses(tmp_path, stats_cache):
+def test_submitit_local_launcher_runs_jobs_in_subprocesses(tmp_path, stats_cache, gpt2_40_benchmark):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
     result = run_cli("-m", "hydra/launcher=submitit_local", "seed=1,2", *REDUCED,
+                     f"search_space.benchmark={gpt2_40_benchmark}",
                      f"cache.dir={stats_cache}", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(sweep.glob("*/result.json"))) == 2

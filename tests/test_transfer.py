@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.test_cli import run_cli
+from tests.test_cli import run_app, run_cli
 
 TINY = ["data.batch_size=2", "data.seq_len=32"]  # small batches: these tests check plumbing, not quality
 
@@ -64,7 +64,7 @@ def test_multi_benchmark_search_end_to_end(tmp_path, stats_cache, small_benchmar
 
 
 def test_bad_benchmark_entry_is_one_line(tmp_path):
-    result = run_cli("task=transfer", "proxy=num_parameters", "transfer.benchmarks=[nosuchspace]", "logger=none",
+    result = run_app("task=transfer", "proxy=num_parameters", "transfer.benchmarks=[nosuchspace]", "logger=none",
                      f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and "gpt2" in result.stderr and "Traceback" not in result.stderr

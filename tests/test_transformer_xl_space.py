@@ -28,7 +28,7 @@ from lpzero_fw.search_spaces.models.mem_transformer import (
     model_param_counts,
 )
 from lpzero_fw.stats.extract import extract_raw
-from tests.test_cli import run_cli
+from tests.test_cli import run_app, run_cli
 from tests.test_reliability import HYDRA_FILES, SENTINEL, SMALL
 
 TXL, GPT2 = "random_TransXL_wt103", "random_GPT2_wt103"
@@ -233,7 +233,7 @@ def test_family_guard_on_the_command_line(tmp_path, data_root):
     run.mkdir()
     sentinel = run / "result.json"
     sentinel.write_text(SENTINEL)
-    result = run_cli(*SMALL, f"hydra.run.dir={run}", f"cache.dir={tmp_path / 'stats'}",
+    result = run_app(*SMALL, f"hydra.run.dir={run}", f"cache.dir={tmp_path / 'stats'}",
                      "search_space=gpt2", f"search_space.benchmark={TXL}")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
