@@ -14,7 +14,7 @@ from scipy import stats as sps
 from lpzero_fw.ops.base import Values
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts, absent_input, evaluate
 from lpzero_fw.proxy.fitness import ProxyScorer
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.rules.apply import RuleSet
 
 

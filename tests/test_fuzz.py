@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
-from lpzero_fw.proxy.parse import FormulaError, parse
+from lpzero_fw.formula.parse import FormulaError, parse
 from lpzero_fw.proxy.space import ProxySpace
 from lpzero_fw.registry import BINARY_OPS, SEARCH_SPACES, STATS, UNARY_OPS
 from lpzero_fw.rules.apply import RuleSet

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from lpzero_fw.ops.base import UnaryOp, Values
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate, result_layers
-from lpzero_fw.proxy.formula import Branch, Proxy
-from lpzero_fw.proxy.parse import FormulaError, format_proxy, parse
+from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.parse import FormulaError, format_proxy, parse
 from lpzero_fw.proxy.space import ProxySpace
 from lpzero_fw.registry import UNARY_OPS, LPZeroError
 

@@ -11,7 +11,7 @@ from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.reference import op_names, translate
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.proxy.space import ProxySpace
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError
 from lpzero_fw.stats.cache import StatsStore

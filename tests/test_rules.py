@@ -9,7 +9,7 @@ import torch
 
 from lpzero_fw.ops.base import Values
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.proxy.space import ProxySpace
 from lpzero_fw.registry import RULES, LPZeroError
 from lpzero_fw.rules.apply import RuleSet

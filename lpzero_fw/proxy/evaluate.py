@@ -68,7 +68,7 @@ import torch
 
 from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.binary import OperandMismatch
-from lpzero_fw.proxy.formula import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Proxy
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError
 
 ArchStats = Mapping[str, Sequence[Values]]

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 from scipy import stats
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy
-from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.formula.genotype import Proxy
 from lpzero_fw.rules.apply import RuleSet
 
 

@@ -5,7 +5,7 @@ import random
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
-from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.formula.genotype import Proxy
 from lpzero_fw.registry import LPZeroError
 
 #: how many proposals in a row the acceptance filter may refuse before we give up
@@ -73,7 +73,7 @@ class SearchStrategy(ABC):
         return {"rng": _rng_state(self.rng), "iteration": self.iteration, "best": best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from lpzero_fw.proxy.parse import parse
+        from lpzero_fw.formula.parse import parse
 
         self.rng.setstate(_rng_unstate(state["rng"]))
         self.iteration = state["iteration"]

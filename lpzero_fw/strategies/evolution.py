@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.formula.genotype import Proxy
 from lpzero_fw.registry import STRATEGIES, LPZeroError
 from lpzero_fw.strategies.base import SearchStrategy
 
@@ -113,7 +113,7 @@ class Evolution(SearchStrategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from lpzero_fw.proxy.parse import parse
+        from lpzero_fw.formula.parse import parse
 
         super().load_state_dict(state)
         self.population = [(parse(p), f) for p, f in state["population"]]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lpzero_fw.proxy.formula import Proxy
+from lpzero_fw.formula.genotype import Proxy
 from lpzero_fw.registry import STRATEGIES, LPZeroError
 from lpzero_fw.strategies.base import SearchStrategy
 

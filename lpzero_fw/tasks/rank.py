@@ -21,7 +21,7 @@ from lpzero_fw.baselines import ensemble
 from lpzero_fw.baselines.proxies import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.registry import BASELINES, LPZeroError
 from lpzero_fw.tasks.figures import proxies_vs_params
 from lpzero_fw.tasks.common import (

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.tasks import rank
 from lpzero_fw.tasks.common import (
