@@ -29,6 +29,9 @@ _EXPORTS = {
     "BASELINES": "lpzero_fw.registry",
     "ARCH_SPACES": "lpzero_fw.registry",
     "ARCH_STRATEGIES": "lpzero_fw.registry",
+    "TASKS": "lpzero_fw.registry",
+    "LOGGERS": "lpzero_fw.registry",
+    "DATA_SOURCES": "lpzero_fw.registry",
     # base classes, one per component kind
     "SearchSpace": "lpzero_fw.search_spaces.base",
     "StatExtractor": "lpzero_fw.stats.base",
@@ -37,6 +40,8 @@ _EXPORTS = {
     "PruningRule": "lpzero_fw.rules.base",
     "SearchStrategy": "lpzero_fw.strategies.base",
     "BaselineProxy": "lpzero_fw.baselines.base",
+    "Tracker": "lpzero_fw.tracking",
+    "DataSource": "lpzero_fw.data.batches",
     # what components exchange
     "Values": "lpzero_fw.ops.base",
     "Taps": "lpzero_fw.search_spaces.base",

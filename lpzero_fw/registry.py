@@ -1,7 +1,8 @@
 """Named registries of components, filled by built-in modules and installed plugins.
 
 Every component kind (search spaces, statistic inputs, operators, pruning rules,
-strategies, baseline proxies) has one :class:`Registry`. Built-ins register with
+strategies, baseline proxies, architecture spaces and strategies, tasks, loggers, data
+sources) has one :class:`Registry`; a config group's ``name`` key is a registered name. Built-ins register with
 ``@REGISTRY.register("name")`` when their module is imported; the registry imports
 those modules, and every ``lpzero_fw.plugins`` entry point, the first time it is read,
 so importing ``lpzero_fw`` itself has no side effects.
@@ -262,6 +263,20 @@ STRATEGIES: Registry = Registry(
 BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies", "lpzero_fw.baselines.reference"))
 ARCH_SPACES: Registry = Registry("architecture space", ("lpzero_fw.nas.gpt2",))
 ARCH_STRATEGIES: Registry = Registry("architecture strategy", ("lpzero_fw.nas.strategies",))
+TASKS: Registry = Registry(
+    "task",
+    (
+        "lpzero_fw.tasks.search",
+        "lpzero_fw.tasks.rank",
+        "lpzero_fw.tasks.list_components",
+        "lpzero_fw.tasks.report",
+        "lpzero_fw.tasks.transfer",
+        "lpzero_fw.tasks.nas",
+        "lpzero_fw.tasks.build_benchmark",
+    ),
+)
+LOGGERS: Registry = Registry("logger", ("lpzero_fw.tracking",))
+DATA_SOURCES: Registry = Registry("data source", ("lpzero_fw.data.batches",))
 
 ALL_REGISTRIES: dict[str, Registry] = {
     "search_spaces": SEARCH_SPACES,
@@ -273,4 +288,7 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "baselines": BASELINES,
     "arch_spaces": ARCH_SPACES,
     "arch_strategies": ARCH_STRATEGIES,
+    "tasks": TASKS,
+    "loggers": LOGGERS,
+    "data_sources": DATA_SOURCES,
 }

@@ -1,13 +1,14 @@
-"""Experiment logging: Weights & Biases (offline by default) or nothing."""
+"""Experiment logging: the LOGGERS registry (``logger=wandb``, offline by default, or ``none``)."""
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from lpzero_fw.registry import LPZeroError
+from lpzero_fw.registry import LOGGERS, LPZeroError
 
 MODES = ("offline", "online", "disabled")
 JSON_OUTPUTS = ("result.json", "ranking.json", "transfer.json", "nas.json")
@@ -49,27 +50,56 @@ def sweep_group() -> str | None:
     return None
 
 
+@LOGGERS.register("none", description="log nothing: the run directory holds every output")
 class Tracker:
-    """A thin wrapper so tasks never import wandb themselves (``logger=none`` → no-op)."""
+    """Where a run's metrics, tables, plots and outputs go besides the run directory.
 
-    def __init__(self, cfg: dict, run_dir: Path, config: dict, name: str | None = None) -> None:
+    Tasks talk only to this interface (never to wandb); this base logs nothing
+    (``logger=none``) and a logger plugin overrides the hooks it supports.
+    """
+
+    def __init__(self, run_dir: Path, config: dict, run_name: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """One step of metrics (search: one row of ``history.csv``)."""
+
+    def log_table(self, key: str, rows: list[dict]) -> None:
+        """A table of rows (dicts sharing their keys)."""
+
+    def log_image(self, key: str, path: Path) -> None:
+        """A plot from the run directory."""
+
+    def record(self, run_dir: Path, result: dict | None = None) -> None:
+        """What a user looks for after a run (``result``, history, outputs, plots)."""
+
+    def summary(self, values: dict[str, Any]) -> None:
+        """Run-level values."""
+
+    def finish(self) -> None:
+        """Close the run (called once, also after a failure)."""
+
+
+@LOGGERS.register("wandb", description="Weights & Biases, offline by default")
+class WandbTracker(Tracker):
+    """A W&B run per task run; jobs of one sweep share a group."""
+
+    def __init__(self, run_dir: Path, config: dict, run_name: str | None = None, mode: str = "offline",
+                 project: str = "lpzero_fw", entity: str | None = None, group: str | None = None,
+                 tags: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(run_dir, config, run_name)
         self.run = None
-        if cfg.get("name", "none") == "none":
-            return
-        if cfg["name"] != "wandb":
-            raise LPZeroError(f"unknown logger {cfg['name']!r}; choose one of: wandb, none")
-        mode = cfg.get("mode", "offline")
         if mode not in MODES:
             raise LPZeroError(f"logger.mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(
-            project=cfg.get("project", "lpzero_fw"),
-            entity=cfg.get("entity"),
-            group=cfg.get("group") or sweep_group(),
-            tags=list(cfg.get("tags") or []),
-            name=name,
+            project=project,
+            entity=entity,
+            group=group or sweep_group(),
+            tags=list(tags or []),
+            name=run_name,
             mode=mode,
             dir=str(run_dir),
             config=config,
@@ -127,3 +157,16 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+def build_tracker(cfg: dict, run_dir: Path, config: dict, run_name: str | None = None) -> Tracker:
+    """The configured logger (``cfg``: the ``logger`` group, its ``name`` a LOGGERS entry)."""
+    params = dict(cfg)
+    kind = params.pop("name", "none")
+    cls = LOGGERS.get(kind)
+    options = [p for p in inspect.signature(cls).parameters if p not in ("run_dir", "config", "run_name")]
+    unknown = sorted(set(params) - set(options))
+    if unknown:
+        raise LPZeroError(f"logger.{unknown[0]} is not an option of logger={kind}; "
+                          f"options: {', '.join(options) or 'none'}")
+    return cls(run_dir, config, run_name, **params)

@@ -82,7 +82,7 @@ def test_small_vocab_maps_ids_with_modulo(tmp_path):
 @pytest.mark.parametrize(
     "data,match",
     [
-        (synthetic(name="imagenet"), r"unknown data.name 'imagenet'; choose one of: synthetic, wikitext2, wikitext103, text_file"),
+        (synthetic(name="imagenet"), r"unknown data.name .imagenet.; choose one of: synthetic, text_file, wikitext103, wikitext2"),
         (synthetic(batch_size=0), r"data.batch_size=0 must be a positive integer"),
         (synthetic(seq_len=-3), r"data.seq_len=-3 must be a positive integer"),
         (synthetic(batch_size=2.5), r"data.batch_size=2.5"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lpzero_fw.tracking import Tracker, scalar_leaves
+from lpzero_fw.tracking import build_tracker, scalar_leaves
 
 _BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of chunked records
 
@@ -79,7 +79,7 @@ def test_record_logs_summary_history_table_artifact_and_plots(tmp_path, monkeypa
     fig.savefig(tmp_path / "search_curve.png")
     plt.close(fig)
 
-    tracker = Tracker({"name": "wandb", "mode": "offline"}, tmp_path, {"seed": 1}, name="t")
+    tracker = build_tracker({"name": "wandb", "mode": "offline"}, tmp_path, {"seed": 1}, run_name="t")
     tracker.record(tmp_path, result)
     tracker.finish()
 

@@ -3,7 +3,8 @@
 :func:`make_token_ids` returns a ``(batch_size, seq_len + 1)`` LongTensor; a language
 model uses ``ids[:, :-1]`` as inputs and ``ids[:, 1:]`` as next-token labels.
 
-Sources (``data["name"]``):
+Sources (``data["name"]``, a :data:`~lpzero_fw.registry.DATA_SOURCES` entry; a plugin adds
+one by subclassing :class:`DataSource`):
 
 ``synthetic``
     Seeded i.i.d. ids drawn from a Zipf law over the id range, ``P(id = r) ∝ 1 / (r + 1)``
@@ -47,9 +48,8 @@ from typing import Any
 
 import torch
 
-from lpzero_fw.registry import LPZeroError
+from lpzero_fw.registry import DATA_SOURCES, LPZeroError
 
-NAMES = ("synthetic", "wikitext2", "wikitext103", "text_file")
 TOKENIZERS = ("gpt2", "wordpiece")
 WORDPIECE_VOCAB = "vocab/wordpiece_wikitext2.txt"
 GPT2_VOCAB_SIZE = 50257
@@ -78,8 +78,8 @@ def make_token_ids(data: dict, vocab_size: int, tokenizer: str = "gpt2") -> torc
     if not isinstance(data, dict):
         data = dict(data)
     name = data.get("name")
-    if name not in NAMES:
-        raise LPZeroError(f"unknown data.name {name!r}; choose one of: {', '.join(NAMES)}")
+    if name not in DATA_SOURCES:
+        raise LPZeroError(f"unknown data.name {name!r}; choose one of: {', '.join(DATA_SOURCES.names())}")
     if tokenizer not in TOKENIZERS:
         raise LPZeroError(f"unknown tokenizer {tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
     batch_size = _positive_int(data, "batch_size")
@@ -90,27 +90,57 @@ def make_token_ids(data: dict, vocab_size: int, tokenizer: str = "gpt2") -> torc
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
         raise LPZeroError(f"vocab_size={vocab_size!r} must be an integer >= 2")
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    return DATA_SOURCES.get(name)().ids(data, (batch_size, seq_len + 1), vocab_size, tokenizer, generator)
 
-    if name == "synthetic":
-        return zipf_ids((batch_size, seq_len + 1), vocab_size, generator)
-    if name == "wikitext103":
-        tokens = _wikitext103_tokens(str(data.get("split", "validation")), tokenizer)
-        source = f"wikitext103 ({data.get('split', 'validation')})"
-    else:
+
+class DataSource:
+    """Where a batch's token ids come from: by default, windows of a tokenised text."""
+
+    def tokens(self, data: dict, tokenizer: str) -> tuple[torch.LongTensor, str]:
+        """Every token id of the text, and a label naming the text in error messages."""
+        raise NotImplementedError
+
+    def ids(self, data: dict, shape: tuple[int, int], vocab_size: int, tokenizer: str,
+            generator: torch.Generator) -> torch.LongTensor:
+        """``shape[0]`` windows of ``shape[1]`` consecutive tokens at seeded offsets, in ``[0, vocab_size)``."""
+        tokens, label = self.tokens(data, tokenizer)
+        ids = _windows(tokens, shape[0], shape[1], generator, label)
+        if tokenizer == "wordpiece":
+            if int(ids.max()) >= vocab_size:
+                raise LPZeroError(f"WordPiece ids reach {int(ids.max())}, beyond vocab_size={vocab_size}")
+        elif vocab_size < GPT2_VOCAB_SIZE:
+            ids = ids % vocab_size
+        return ids
+
+
+@DATA_SOURCES.register("synthetic", description="seeded Zipf(1) ids over the vocabulary: no text, no network")
+class Synthetic(DataSource):
+    def ids(self, data: dict, shape: tuple[int, int], vocab_size: int, tokenizer: str,
+            generator: torch.Generator) -> torch.LongTensor:
+        return zipf_ids(shape, vocab_size, generator)
+
+
+@DATA_SOURCES.register("text_file", description="a UTF-8 text file (data.path)")
+class TextFile(DataSource):
+    def tokens(self, data: dict, tokenizer: str) -> tuple[torch.LongTensor, str]:
         path = data.get("path")
         if not path:
-            if name == "text_file":
-                raise LPZeroError("data.name=text_file needs data.path (a UTF-8 text file)")
-            path = default_wikitext2_path()
-        tokens = tokenize_file(path, tokenizer)
-        source = str(path)
-    ids = _windows(tokens, batch_size, seq_len + 1, generator, source)
-    if tokenizer == "wordpiece":
-        if int(ids.max()) >= vocab_size:
-            raise LPZeroError(f"WordPiece ids reach {int(ids.max())}, beyond vocab_size={vocab_size}")
-    elif vocab_size < GPT2_VOCAB_SIZE:
-        ids = ids % vocab_size
-    return ids
+            raise LPZeroError(f"data.name={data.get('name')} needs data.path (a UTF-8 text file)")
+        return tokenize_file(path, tokenizer), str(path)
+
+
+@DATA_SOURCES.register("wikitext2", description="WikiText-2 valid.txt of the shared corpus (or data.path)")
+class WikiText2(TextFile):
+    def tokens(self, data: dict, tokenizer: str) -> tuple[torch.LongTensor, str]:
+        path = data.get("path") or default_wikitext2_path()
+        return tokenize_file(path, tokenizer), str(path)
+
+
+@DATA_SOURCES.register("wikitext103", description="WikiText-103 through Hugging Face datasets (optional)")
+class WikiText103(DataSource):
+    def tokens(self, data: dict, tokenizer: str) -> tuple[torch.LongTensor, str]:
+        split = str(data.get("split", "validation"))
+        return _wikitext103_tokens(split, tokenizer), f"wikitext103 ({split})"
 
 
 def zipf_ids(shape: tuple[int, ...], vocab_size: int, generator: torch.Generator) -> torch.LongTensor:

@@ -1,23 +1,14 @@
-"""Tasks selected by ``task=<name>``; user errors become one-line messages."""
+"""Tasks selected by ``task=<name>`` (the :data:`~lpzero_fw.registry.TASKS` registry: a
+task is a ``run(cfg) -> result`` function; plugins may register their own); user errors
+become one-line messages."""
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 from omegaconf import DictConfig
 
-from lpzero_fw.registry import LPZeroError, import_modules
-
-TASKS = {
-    "search": "lpzero_fw.tasks.search",
-    "rank": "lpzero_fw.tasks.rank",
-    "list": "lpzero_fw.tasks.list_components",
-    "report": "lpzero_fw.tasks.report",
-    "transfer": "lpzero_fw.tasks.transfer",
-    "nas": "lpzero_fw.tasks.nas",
-    "build_benchmark": "lpzero_fw.tasks.build_benchmark",
-}
+from lpzero_fw.registry import TASKS, LPZeroError, import_modules
 
 
 def execute(cfg: DictConfig):
@@ -31,10 +22,7 @@ def execute(cfg: DictConfig):
         import torch
 
         torch.set_num_threads(int(threads))
-    name = cfg.task.name
-    if name not in TASKS:
-        raise LPZeroError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    return importlib.import_module(TASKS[name]).run(cfg)
+    return TASKS.get(cfg.task.name)(cfg)
 
 
 def run_task(cfg: DictConfig) -> None:

@@ -29,9 +29,9 @@ import torch
 from omegaconf import DictConfig
 
 from lpzero_fw.data.table import ERROR, ID, append_row, read_rows
-from lpzero_fw.registry import LPZeroError
+from lpzero_fw.registry import TASKS, LPZeroError
 from lpzero_fw.tasks.common import console, progress_bar, run_dir, to_dict, write_json
-from lpzero_fw.tracking import Tracker
+from lpzero_fw.tracking import build_tracker
 
 GPT2_VOCAB = 50257
 TRAIN_FRACTION = 0.9
@@ -205,6 +205,7 @@ def table_path(build: dict) -> Path:
     return path.expanduser()
 
 
+@TASKS.register("build_benchmark", description="train architectures with Lightning into a benchmark table")
 def run(cfg: DictConfig) -> dict:
     from lpzero_fw.search_spaces.models.hf_taps import build_causal_lm, config_keys, family_config
 
@@ -228,7 +229,7 @@ def run(cfg: DictConfig) -> dict:
     done = {str(r.get(ID)): r for r in read_rows(path)} if path.exists() else {}
     vocab = int(base.get("vocab_size", family_config(family).vocab_size))
     train_tokens, valid_tokens = token_streams(data, build, vocab)
-    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"build-{out.name}")
+    tracker = build_tracker(to_dict(cfg.logger), out, to_dict(cfg), run_name=f"build-{out.name}")
     summary = {"table": str(path), "family": family, "trained": 0, "skipped": 0, "failed": 0}
     try:
         with progress_bar() as progress:

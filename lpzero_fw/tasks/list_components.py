@@ -5,9 +5,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from lpzero_fw.registry import ALL_REGISTRIES, PLUGINS
+from lpzero_fw.registry import ALL_REGISTRIES, PLUGINS, TASKS
 
 
+@TASKS.register("list", description="list every registered component with its origin")
 def run(cfg: DictConfig) -> list[dict]:
     console = Console()
     rows = []

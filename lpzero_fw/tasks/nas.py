@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from lpzero_fw import metrics
-from lpzero_fw.registry import ARCH_SPACES, ARCH_STRATEGIES, BASELINES, LPZeroError
+from lpzero_fw.registry import ARCH_SPACES, ARCH_STRATEGIES, BASELINES, TASKS, LPZeroError
 from lpzero_fw.tasks.common import (
     build_fabric,
     build_space,
@@ -57,6 +57,7 @@ def build_arch_space(cfg: DictConfig, space):
     return ARCH_SPACES.get(family)(space, to_dict(cfg.nas.space) or {})
 
 
+@TASKS.register("nas", description="pick architectures with a proxy under budgets: Pareto front, regret")
 def run(cfg: DictConfig) -> dict:
     nas = to_dict(cfg.nas)
     limits = check_constraints(nas)
@@ -330,9 +331,9 @@ def run_table(cfg: DictConfig, space, out) -> dict:
 
 def _track(cfg: DictConfig, out, name: str, rows: list[dict], image, summary: dict) -> None:
     """Log a table, a plot and summary numbers to the configured tracker (W&B or none)."""
-    from lpzero_fw.tracking import Tracker
+    from lpzero_fw.tracking import build_tracker
 
-    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"{name}-{out.name}")
+    tracker = build_tracker(to_dict(cfg.logger), out, to_dict(cfg), run_name=f"{name}-{out.name}")
     try:
         tracker.log_table(name, [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()}
                                  for r in rows])

@@ -22,7 +22,7 @@ from lpzero_fw.baselines.proxies import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
 from lpzero_fw.formula.parse import parse
-from lpzero_fw.registry import BASELINES, LPZeroError
+from lpzero_fw.registry import BASELINES, TASKS, LPZeroError
 from lpzero_fw.tasks.figures import proxies_vs_params
 from lpzero_fw.tasks.common import (
     build_fabric,
@@ -34,7 +34,7 @@ from lpzero_fw.tasks.common import (
     to_dict,
     write_json,
 )
-from lpzero_fw.tracking import Tracker
+from lpzero_fw.tracking import build_tracker
 
 
 class Request:
@@ -167,6 +167,7 @@ def _fmt(value: float) -> str:
     return "" if not np.isfinite(value) else repr(float(value))
 
 
+@TASKS.register("rank", description="rank formulas and baselines on a benchmark: tau/rho, scores.csv, figures")
 def run(cfg: DictConfig) -> list[dict]:
     start = time.perf_counter()
     out = run_dir()
@@ -182,7 +183,7 @@ def run(cfg: DictConfig) -> list[dict]:
     search_mask, held_mask = holdout_pools(cfg, space, arch_ids)
     ground = np.array([float(space.ground_truth(a)) for a in arch_ids])
     quality = np.array([space.quality(a) for a in arch_ids])
-    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"rank-{out.name}")
+    tracker = build_tracker(to_dict(cfg.logger), out, to_dict(cfg), run_name=f"rank-{out.name}")
     try:
         asked = [*request.baselines, *request.formulas, *request.ensembles]
         table = score_table(cfg, space, arch_ids, request)

@@ -10,10 +10,10 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig
 
-from lpzero_fw.registry import LPZeroError
+from lpzero_fw.registry import TASKS, LPZeroError
 from lpzero_fw.tasks.common import console, run_dir, to_dict
 from lpzero_fw.tasks.figures import sweep_figures
-from lpzero_fw.tracking import Tracker
+from lpzero_fw.tracking import build_tracker
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -41,6 +41,7 @@ def shared_overrides(jobs: list[dict]) -> frozenset:
     return frozenset(set.intersection(*sets)) if len(sets) > 1 else frozenset()
 
 
+@TASKS.register("report", description="summarise a sweep: mean/std per variant, the paper's ablation figures")
 def run(cfg: DictConfig) -> list[dict]:
     if not cfg.report.sweep_dir:
         raise LPZeroError("task=report needs report.sweep_dir=<a multirun directory>")
@@ -69,7 +70,7 @@ def run(cfg: DictConfig) -> list[dict]:
     (out / "report.md").write_text(text)
     _overlay(out / "report_curves.png", jobs, common)
     figures = sweep_figures(out, jobs)  # the paper's Fig. 6 / Fig. 7 / Table 5 for its ablation sweeps
-    tracker = Tracker(to_dict(cfg.logger), out, {"sweep_dir": str(sweep)}, name=f"report-{sweep.name}")
+    tracker = build_tracker(to_dict(cfg.logger), out, {"sweep_dir": str(sweep)}, run_name=f"report-{sweep.name}")
     try:
         tracker.log_table("report", rows)
         tracker.log_image("report_curves", out / "report_curves.png")

@@ -22,7 +22,7 @@ from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import absent_counts
 from lpzero_fw.proxy.fitness import MultiScorer, ProxyScorer
 from lpzero_fw.proxy.space import ProxySpace
-from lpzero_fw.registry import STRATEGIES, LPZeroError
+from lpzero_fw.registry import STRATEGIES, TASKS, LPZeroError
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.tasks import checkpoint
 from lpzero_fw.tasks.common import (
@@ -39,7 +39,7 @@ from lpzero_fw.tasks.common import (
     write_json,
 )
 from lpzero_fw.tasks.transfer import benchmark_configs, score_formula
-from lpzero_fw.tracking import Tracker
+from lpzero_fw.tracking import build_tracker
 
 log = logging.getLogger("lpzero_fw.search")
 
@@ -93,6 +93,7 @@ def _prepare(label: str, cfg: DictConfig, n_archs: int, holdout: float, fabric) 
     return Benchmark(label, cfg, space, build_store(cfg, space, fabric), search_ids, held_ids, sample)
 
 
+@TASKS.register("search", description="find the proxy whose scores best rank the benchmark (genetic programming + pruning)")
 def run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out = run_dir()
@@ -122,7 +123,7 @@ def run(cfg: DictConfig) -> dict:
     for bench in benches:
         if not prefetch_sharded(fabric, bench.store, bench.space.arch_ids()):
             return {}
-    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=out.name)
+    tracker = build_tracker(to_dict(cfg.logger), out, to_dict(cfg), run_name=out.name)
     try:
         t_stats = time.perf_counter()
         parts = {}

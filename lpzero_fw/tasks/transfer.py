@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
 from lpzero_fw.formula.parse import parse
-from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
+from lpzero_fw.registry import SEARCH_SPACES, TASKS, LPZeroError
 from lpzero_fw.tasks import rank
 from lpzero_fw.tasks.common import (
     build_fabric,
@@ -31,7 +31,7 @@ from lpzero_fw.tasks.common import (
     to_dict,
     write_json,
 )
-from lpzero_fw.tracking import Tracker
+from lpzero_fw.tracking import build_tracker
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "search_space"
 
@@ -88,6 +88,7 @@ def score_formula(cfg: DictConfig, formula: str, description: str = "") -> dict:
     return metrics.correlations(values, [space.quality(a) for a in ids])
 
 
+@TASKS.register("transfer", description="rank proxies on several benchmarks: transfer.json/.md and a heat map")
 def run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out = run_dir()
@@ -100,7 +101,7 @@ def run(cfg: DictConfig) -> dict:
     table: dict[str, dict[str, dict]] = {name: {} for name in asked}
     members: dict[str, dict[str, list[str]]] = {}
     csv_rows: list[list] = []
-    tracker = Tracker(to_dict(cfg.logger), out, to_dict(cfg), name=f"transfer-{out.name}")
+    tracker = build_tracker(to_dict(cfg.logger), out, to_dict(cfg), run_name=f"transfer-{out.name}")
     try:
         for label, sub in benches.items():
             console.print(f"[bold]benchmark[/] {label}")
