@@ -205,9 +205,34 @@ def test_forward_backward_gives_finite_grads_everywhere(space, by_size, which):
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert 5.0 < loss.item() < 25.0
     loss.backward()
+    frozen = {id(m.weight) for m in model.wte.emb_layers}  # word_grads=false (default): word tables
     for name, p in model.named_parameters():
+        if id(p) in frozen:
+            assert not p.requires_grad and p.grad is None, name
+            continue
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("arch_id", ["config_0_j0", "config_0_j4", "config_4_j9"])  # div_val 4; d_embed = d_model; largest
+def test_word_grads_and_table_cache_do_not_change_statistics(folder, arch_id):
+    """The default space (frozen word tables, tables drawn once per geometry) extracts what a
+    plain build with every gradient extracts; the cached tables give bit-identical models."""
+    from lpzero_fw.stats.extract import extract_raw
+
+    data = {"name": "synthetic", "batch_size": 2, "seq_len": 32, "seed": 0}
+    fast = GPT2Space(benchmark=str(folder), data=data)
+    full = GPT2Space(benchmark=str(folder), data=data, word_grads=True)
+    fast.build_model(arch_id, seed=2)  # draws the tables and caches them
+    a, b = fast.build_model(arch_id, seed=2), build_gpt2_lts(fast.config(arch_id), seed=2)  # copy vs draw
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
+    batch = fast.make_batch()
+    x, y = extract_raw(fast, arch_id, batch), extract_raw(full, arch_id, batch)
+    assert set(x) == set(y) == {"A", "J", "G", "H", "W", "S"}
+    for symbol in x:
+        for u, v in zip(x[symbol], y[symbol], strict=True):
+            assert torch.allclose(u, v, rtol=1e-5, atol=1e-8), symbol
 
 
 def test_build_is_deterministic_and_keeps_global_rng(space, by_size):

@@ -489,10 +489,18 @@ class ProjectedAdaptiveSoftmax(nn.Module):
 class GPT2LTSModel(nn.Module):
     """GPT-2 with adaptive input/softmax and per-layer heads / FFN widths (see module doc)."""
 
-    def __init__(self, cfg: GPT2LTSConfig, dropout: float = 0.0, dropatt: float = 0.0) -> None:
+    def __init__(
+        self, cfg: GPT2LTSConfig, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True,
+        tables: list[torch.Tensor] | None = None,
+    ) -> None:
+        """``word_grads=False``: the word tables (adaptive input embedding, also the tied
+        softmax words, and untied output words) get no gradient. Every other gradient,
+        the loss and the block-input gradients (J) are unchanged; the backward pass skips
+        the dense (vocabulary x width) table gradients, which no statistic or baseline
+        reads. ``tables``: word tables as :func:`draw_word_tables` returns them."""
         super().__init__()
         self.cfg = cfg
-        self.wte = AdaptiveEmbedding(cfg)
+        self.wte = AdaptiveEmbedding(cfg, tables)
         self.wpe = nn.Embedding(
             cfg.n_positions, cfg.d_model, _weight=_normal(cfg.n_positions, cfg.d_model, std=cfg.weight_init_std)
         )
@@ -516,6 +524,9 @@ class GPT2LTSModel(nn.Module):
                 ):
                     if scale != 1.0:
                         conv.weight.mul_(scale)
+        if not word_grads:
+            for table in [*(m.weight for m in self.wte.emb_layers), *self.lm_head.out_weights]:
+                table.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean LM loss when ``labels`` (next tokens) are given, else the final hidden states."""
@@ -538,11 +549,29 @@ class GPT2LTSModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------- helpers
-def build_gpt2_lts(cfg: GPT2LTSConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0) -> GPT2LTSModel:
-    """A deterministically initialised model (global RNG state is left untouched)."""
+def build_gpt2_lts(
+    cfg: GPT2LTSConfig, seed: int = 0, dropout: float = 0.0, dropatt: float = 0.0, word_grads: bool = True,
+    table_cache: dict | None = None,
+) -> GPT2LTSModel:
+    """A deterministically initialised model (global RNG state is left untouched).
+
+    ``table_cache`` (a dict the caller owns, e.g. one per search space): the word tables
+    are a model's first RNG draws and depend only on the seed and the vocabulary geometry
+    (9 combinations in the GPT-2 benchmark); a cached copy plus the RNG state after
+    drawing it gives a bit-identical model without drawing up to 26M normal numbers again.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return GPT2LTSModel(cfg, dropout=dropout, dropatt=dropatt)
+        if table_cache is None:
+            return GPT2LTSModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads)
+        key = (int(seed), cfg.n_token, cfg.cutoffs, cfg.div_val, cfg.d_embed, cfg.weight_init_std)
+        if key not in table_cache:
+            tables = draw_word_tables(cfg)
+            table_cache[key] = (tables, torch.get_rng_state())
+        tables, state = table_cache[key]
+        torch.set_rng_state(state)
+        copies = [t.clone() for t in tables]  # models own their tables (synflow writes |W| in place)
+        return GPT2LTSModel(cfg, dropout=dropout, dropatt=dropatt, word_grads=word_grads, tables=copies)
 
 
 def gpt2_taps(model: GPT2LTSModel) -> Taps:
