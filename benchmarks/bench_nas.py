@@ -1,7 +1,7 @@
 """Speed of ``task=nas``: how many candidate architectures the proxy scores per minute.
 
-    python benchmarks/bench_nas.py                          # 1,000 candidates, nas.max_params=10M
-    python benchmarks/bench_nas.py --max-params 20e6 --candidates 200 --threads 2
+    python benchmarks/bench_nas.py                          # 1,000 candidates, nas.max_params=10M, 2 workers
+    python benchmarks/bench_nas.py --max-params 20e6 --candidates 200 --workers 1
 
 Runs the job as a user would (``python -m lpzero_fw task=nas search_space=gpt2 ...`` at the
 default batch) and prints wall time, the CPU time the job got (on a shared machine wall
@@ -27,13 +27,15 @@ def main() -> None:
     parser.add_argument("--max-params", type=float, default=10e6)
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="nas.workers: scoring processes (1 thread each)")
     parser.add_argument("--strategy", default="evolution")
     parser.add_argument("--proxy", default=None, help="formula or name (default: the family's)")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="lpzero-bench-nas-"))
     command = [sys.executable, "-m", "lpzero_fw", "task=nas", "search_space=gpt2", "logger=none",
                f"nas.max_params={args.max_params:g}", f"nas.n_candidates={args.candidates}",
-               f"nas.strategy={args.strategy}", f"threads={args.threads}", f"hydra.run.dir={out}"]
+               f"nas.strategy={args.strategy}", f"nas.workers={args.workers}", f"threads={args.threads}",
+               f"hydra.run.dir={out}"]
     if args.proxy:
         command.append(f"proxy='{args.proxy}'")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
@@ -51,6 +53,7 @@ def main() -> None:
         "max_params": args.max_params,
         "batch": result["batch"],
         "threads": args.threads,
+        "workers": args.workers,
         "wall_seconds": round(wall, 1),
         "search_seconds": result["search_seconds"],
         "cpu_seconds": round(cpu, 1),

@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, required=True, help="scores.csv of task=rank on the whole benchmark")
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--sweep-dir", type=Path, default=None, help="reuse a finished sweep instead of running one")
-    parser.add_argument("--search-space", default="gpt2")
+    parser.add_argument("--search-space", default="gpt2", help="search space of the sweep this script runs")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the sweep (after --)")
     args = parser.parse_args()
     seeds = args.seeds.split(",")
@@ -120,7 +120,7 @@ def main() -> None:
                     metrics.correlations(columns[name], quality))
 
     n_held = results[0]["heldout"]["n_archs"]
-    print(f"\n{args.search_space}: {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}), "
+    print(f"\n{space.describe()['name']}: {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}), "
           f"held-out pool {n_held} archs per seed; candidates: {len(candidates)} baselines from {args.scores}")
     print("\n| proxy | held-out τ (mean ± std) | held-out ρ (mean ± std) | all archs τ (mean ± std) | chosen per seed |")
     print("|---|---|---|---|---|")

@@ -9,6 +9,7 @@ benchmark's first config, so every candidate is a model the benchmark could cont
 from __future__ import annotations
 
 import copy
+import functools
 import random
 
 import yaml
@@ -121,7 +122,13 @@ class GPT2ArchSpace(ArchSpace):
         return analytic_param_counts(self._config(genome))
 
     def build(self, genome: Genome, seed: int = 0) -> nn.Module:
-        return build_gpt2_lts(self._config(genome), seed=seed)
+        return build_gpt2_lts(self._config(genome), seed=seed, table_cache=self._word_tables)
+
+    @functools.cached_property
+    def _word_tables(self) -> dict:
+        """Word tables per (seed, vocabulary geometry), drawn once: candidates share 9
+        geometries, and a copy is bit-identical to a fresh draw (see build_gpt2_lts)."""
+        return {}
 
     def freeze_unread(self, model: nn.Module) -> nn.Module:
         """Adaptive embedding and softmax: frozen. Learned positions keep their gradient, so

@@ -79,23 +79,65 @@ def run(cfg: DictConfig) -> dict:
     return search(cfg, space, out, limits)
 
 
+class _Scoring:
+    """One proxy on candidate genomes, through the search's own path (build -> statistics ->
+    formula); built alike in this process and in every ``nas.workers`` process."""
+
+    def __init__(self, cfg: DictConfig, spec=None, space=None) -> None:
+        from lpzero_fw.nas.scoring import CandidateSpace, ProxyScore, proxy_inputs
+        from lpzero_fw.stats.cache import StatsStore
+
+        self.arch = build_arch_space(cfg, space if space is not None else build_space(cfg))
+        self.spec = spec = spec or self.arch.default_proxy  # proxy=<formula | name>, else the family's
+        symbols = proxy_inputs(spec)  # a formula: extract only its inputs, skip unread gradients
+        self.candidates = CandidateSpace(self.arch, freeze_unread=symbols is not None)
+        cache = to_dict(cfg.cache)
+        # candidates are scored once: statistics are neither kept in memory nor written to disk
+        self.store = StatsStore(self.candidates, batch_seed=int(cfg.data.get("seed", 0)), budget=cache["budget"],
+                                dtype=cache["dtype"], enabled=False, memory=False, symbols=symbols)
+        self.scorer = ProxyScore(spec, self.store)
+
+    def __call__(self, genome) -> float:
+        return self.scorer(self.candidates.add(genome))
+
+
+_WORKER: dict = {}  # the worker process's own _Scoring (set by _start_worker)
+
+
+def _start_worker(config: dict, spec) -> None:
+    import torch
+    from omegaconf import OmegaConf
+
+    torch.set_num_threads(1)
+    _WORKER["scoring"] = _Scoring(OmegaConf.create(config), spec)
+
+
+def _score_in_worker(genome) -> float:
+    return _WORKER["scoring"](genome)
+
+
+def _positive(nas: dict, key: str, default: int) -> int:
+    value = nas.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LPZeroError(f"nas.{key}={value!r} must be a positive integer")
+    return value
+
+
 def search(cfg: DictConfig, space, out, limits: dict) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from omegaconf import OmegaConf
+
     from lpzero_fw.nas.measure import latency_ms, peak_memory_mb
     from lpzero_fw.nas.pareto import pareto_front, plot_front
-    from lpzero_fw.nas.scoring import CandidateSpace, ProxyScore, proxy_inputs
-    from lpzero_fw.stats.cache import StatsStore
 
     start, cpu_start = time.perf_counter(), time.process_time()
     nas = to_dict(cfg.nas)
-    arch = build_arch_space(cfg, space)
-    spec = cfg.get("proxy") or arch.default_proxy
-    symbols = proxy_inputs(spec)  # a formula: extract only its inputs, skip unread gradients
-    candidates = CandidateSpace(arch, freeze_unread=symbols is not None)
-    cache = to_dict(cfg.cache)
-    # candidates are scored once: statistics are neither kept in memory nor written to disk
-    store = StatsStore(candidates, batch_seed=int(cfg.data.get("seed", 0)), budget=cache["budget"],
-                       dtype=cache["dtype"], enabled=False, memory=False, symbols=symbols)
-    scorer = ProxyScore(spec, store)
+    workers, step = _positive(nas, "workers", 1), _positive(nas, "batch", 8)
+    scoring = _Scoring(cfg, cfg.get("proxy"), space)
+    spec = scoring.spec
+    arch, candidates, scorer, store = scoring.arch, scoring.candidates, scoring.scorer, scoring.store
     max_params = limits["max_params"]
     smallest = arch.smallest()
     floor = arch.param_counts(smallest)["total"]
@@ -130,36 +172,53 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
     seen: dict[str, float | None] = {}
     rejected = {"latency": 0, "memory": 0, "unscorable": 0}
     proposals = 0
-    with progress_bar() as progress:
-        bar = progress.add_task(f"nas ({name})", total=target, info="")
-        while len(rows) < target and proposals < 50 * target:
-            genome = strategy.ask()
-            proposals += 1
-            key = candidates.add(genome)
-            if key in seen:  # a repeat costs nothing and counts nothing
-                strategy.tell(genome, seen[key])
-                continue
-            counts = arch.param_counts(genome)
-            row = {"config": genome, "params": int(counts["total"]),
-                   "nonembedding_params": int(counts["nonembedding"])}
-            if measure_all:
-                row.update(costs(genome))
-                over = [k for k, (field, lim) in checks.items() if lim is not None and row[field] > lim]
-                if over:
-                    rejected[over[0]] += 1
-                    seen[key] = None
-                    strategy.tell(genome, None)
-                    continue
-            score = scorer(key)
-            seen[key] = score if math.isfinite(score) else None
-            strategy.tell(genome, seen[key])
-            if seen[key] is None:
-                rejected["unscorable"] += 1
-                continue
-            row["proxy_score"] = score
-            rows.append(row)
-            best = max(r["proxy_score"] for r in rows)
-            progress.update(bar, advance=1, info=f"best {best:.4g}")
+    # Proposals come in steps of nas.batch drawn from the same strategy state, are scored
+    # (by nas.workers processes), then told in order: the result depends on the batch,
+    # never on the number of workers.
+    pool = None
+    if workers > 1:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                                   initargs=(config, spec))
+    try:
+        with progress_bar() as progress:
+            bar = progress.add_task(f"nas ({name})", total=target, info="")
+            while len(rows) < target and proposals < 50 * target:
+                asked = [strategy.ask() for _ in range(step)]
+                proposals += step
+                todo: dict[str, dict] = {}  # new keys of this step, in order, with their rows
+                for genome in asked:
+                    key = candidates.add(genome)
+                    if key in seen or key in todo:  # a repeat costs nothing and counts nothing
+                        continue
+                    counts = arch.param_counts(genome)
+                    row = {"config": genome, "params": int(counts["total"]),
+                           "nonembedding_params": int(counts["nonembedding"])}
+                    if measure_all:
+                        row.update(costs(genome))
+                        over = [k for k, (field, lim) in checks.items() if lim is not None and row[field] > lim]
+                        if over:
+                            rejected[over[0]] += 1
+                            seen[key] = None
+                            continue
+                    todo[key] = row
+                genomes = [row["config"] for row in todo.values()]
+                scores = list(pool.map(_score_in_worker, genomes)) if pool else [scoring(g) for g in genomes]
+                for (key, row), score in zip(todo.items(), scores):
+                    seen[key] = score if math.isfinite(score) else None
+                    if seen[key] is None:
+                        rejected["unscorable"] += 1
+                    elif len(rows) < target:
+                        row["proxy_score"] = score
+                        rows.append(row)
+                for genome in asked:
+                    strategy.tell(genome, seen[candidates.add(genome)])
+                if rows:
+                    best = max(r["proxy_score"] for r in rows)
+                    progress.update(bar, completed=len(rows), info=f"best {best:.4g}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     search_seconds = time.perf_counter() - start
     search_cpu = time.process_time() - cpu_start  # on a shared machine wall time includes waiting
     if not rows:
@@ -189,6 +248,8 @@ def search(cfg: DictConfig, space, out, limits: dict) -> dict:
         "search_seconds": round(search_seconds, 2),
         "search_cpu_seconds": round(search_cpu, 2),
         "candidates_per_second": round(len(rows) / search_seconds, 2),
+        "workers": workers,
+        "batch_proposals": step,
         "front": front,
         "chosen": chosen,
         "chosen_config": arch.config_file,
