@@ -219,3 +219,31 @@ def test_table_mode_grades_picks_on_heldout_archs(tmp_path, stats_cache):
             assert row[label]["regret"] >= 0
     assert result["budgets"][-1]["n_archs"] == 10
     assert (tmp_path / "regret.md").read_text().count("\n| ") >= 5
+
+
+def test_transformer_xl_space_covers_its_benchmark_and_counts_exactly(data_root):
+    """The Transformer-XL architecture space: its default ranges hold the benchmark's
+    architectures, candidates count parameters like the built model, and the chosen config
+    is one the Transformer-XL builder reads."""
+    import random
+
+    from lpzero_fw.search_spaces.models.mem_transformer import TransformerXLConfig, model_param_counts
+    from lpzero_fw.search_spaces.transformer_xl import TransformerXLSpace
+
+    txl = TransformerXLSpace(benchmark=str(data_root / "random_TransXL_wt103"),
+                             data={"name": "synthetic", "batch_size": 2, "seq_len": 16, "seed": 0})
+    space = ARCH_SPACES.get("transformer_xl")(txl, {})
+    for arch_id in txl.arch_ids()[:40]:
+        raw = txl.bench.config(arch_id)
+        for key, r in space.ranges.items():
+            values = raw[key] if isinstance(raw[key], list) else [raw[key]]
+            assert all(r.low <= v <= r.high and (r.choices is None or v in r.choices) for v in values), (arch_id, key)
+    small = ARCH_SPACES.get("transformer_xl")(txl, {"d_model": [64], "d_embed": [128], "div_val": [4], "n_layer": [5]})
+    rng = random.Random(0)
+    for _ in range(2):
+        genome = small.sample(rng)
+        counts = small.param_counts(genome)
+        built = model_param_counts(small.build(genome))
+        assert counts["total"] == built["total"] and counts["nonembedding"] == built["nonembedding"]
+    config = TransformerXLConfig.from_dict(small.model_config(genome))
+    assert list(config.d_inner) == genome["d_inner"] and len(config.n_head) == genome["n_layer"]
