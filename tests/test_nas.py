@@ -247,3 +247,30 @@ def test_transformer_xl_space_covers_its_benchmark_and_counts_exactly(data_root)
         assert counts["total"] == built["total"] and counts["nonembedding"] == built["nonembedding"]
     config = TransformerXLConfig.from_dict(small.model_config(genome))
     assert list(config.d_inner) == genome["d_inner"] and len(config.n_head) == genome["n_layer"]
+
+
+def test_llama_space_spans_its_table_counts_exactly_and_searches(tmp_path):
+    """LoNAS-style LLaMA space: ranges from the table's rows, meta-device counts equal the
+    built model's, and task=nas writes a chosen config the table's builder reads."""
+    import random
+
+    from lpzero_fw.search_spaces.llama import LlamaSpace
+    from lpzero_fw.search_spaces.models.hf_taps import build_causal_lm
+
+    rows = [{"id": f"a{i}", "hidden_size": 32, "vocab_size": 512, "max_position_embeddings": 64,
+             "num_hidden_layers": depth, "num_attention_heads": heads, "intermediate_size": inner, "valid_ppl": 90.0 + i}
+            for i, (depth, heads, inner) in enumerate([(1, [2], [64]), (2, [1, 4], [64, 128]), (3, [2, 2, 4], [128] * 3)])]
+    table = tmp_path / "tiny.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    space = ARCH_SPACES.get("llama")(LlamaSpace(benchmark=str(table)), {})
+    assert {k: r.spec() for k, r in space.ranges.items()} == {
+        "num_hidden_layers": [1, 2, 3], "num_attention_heads": [1, 2, 4], "intermediate_size": [64, 128]}
+    genome = space.sample(random.Random(3))
+    model = space.build(genome)
+    assert space.param_counts(genome)["total"] == sum(p.numel() for p in model.parameters())
+    result = _run(tmp_path / "run", "search_space=llama", f"search_space.benchmark={table}", "nas.n_candidates=4",
+                  "nas.evolution.population=2", "nas.evolution.tournament=1", "nas.max_params=1e6")
+    chosen = json.loads((tmp_path / "run" / "chosen_config.json").read_text())
+    chosen.pop("id")
+    assert len(chosen["intermediate_size"]) == chosen["num_hidden_layers"] == result["chosen"]["config"]["num_hidden_layers"]
+    assert sum(p.numel() for p in build_causal_lm("llama", chosen).parameters()) == result["chosen"]["params"]
