@@ -279,8 +279,8 @@ def _holdout(cfg: DictConfig) -> float:
 def _baseline_names(spec) -> list[str]:
     if spec in (None, "none"):
         return []
-    if spec == "all":
-        return BASELINES.names()
+    if spec == "all":  # human-designed ones: a searched formula (e.g. the paper's) is not a control
+        return [n for n in BASELINES.names() if not getattr(BASELINES.get(n), "searched", False)]
     names = [spec] if isinstance(spec, str) else list(spec)
     for name in names:
         BASELINES.get(name)  # unknown name: one-line error listing the baselines
