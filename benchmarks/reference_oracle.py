@@ -29,7 +29,7 @@ from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.data.locate import resolve_root
 from lpzero_fw.ops.reference import translate
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
-from lpzero_fw.proxy.parse import parse
+from lpzero_fw.formula.parse import parse
 from lpzero_fw.registry import SEARCH_SPACES
 from lpzero_fw.stats.cache import StatsStore
 from lpzero_fw.stats.extract import extract_raw, summarize
