@@ -41,6 +41,24 @@ def user_cache_dir(tmp_path_factory) -> Path:
         yield path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_worker():
+    """pytest-xdist runs one worker per core: each worker, and every CLI process it starts,
+    uses one torch thread, so the workers do not oversubscribe the cores."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setenv("MKL_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def stats_cache(user_cache_dir) -> Path:
     """One statistics cache for every end-to-end test: extracted once, then warm. It is
