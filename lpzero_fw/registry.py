@@ -261,7 +261,10 @@ STRATEGIES: Registry = Registry(
     "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
 )
 BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies", "lpzero_fw.baselines.reference"))
-ARCH_SPACES: Registry = Registry("architecture space", ("lpzero_fw.nas.gpt2", "lpzero_fw.nas.transformer_xl", "lpzero_fw.nas.llama"))
+ARCH_SPACES: Registry = Registry(
+    "architecture space",
+    ("lpzero_fw.nas.gpt2", "lpzero_fw.nas.transformer_xl", "lpzero_fw.nas.hf_causal_lm", "lpzero_fw.nas.llama"),
+)
 ARCH_STRATEGIES: Registry = Registry("architecture strategy", ("lpzero_fw.nas.strategies",))
 TASKS: Registry = Registry(
     "task",

@@ -274,3 +274,42 @@ def test_llama_space_spans_its_table_counts_exactly_and_searches(tmp_path):
     chosen.pop("id")
     assert len(chosen["intermediate_size"]) == chosen["num_hidden_layers"] == result["chosen"]["config"]["num_hidden_layers"]
     assert sum(p.numel() for p in build_causal_lm("llama", chosen).parameters()) == result["chosen"]["params"]
+
+
+def test_any_causal_lm_family_searches_the_fields_its_table_varies(tmp_path):
+    """search_space=hf_causal_lm (here GPT-2 from transformers): genes are the fields the rows
+    vary, in the family's own names; per-layer lists stay per layer; nas.space adds a field."""
+    from lpzero_fw.search_spaces.hf_causal_lm import HFCausalLMSpace
+    from lpzero_fw.search_spaces.models.hf_taps import build_causal_lm
+
+    rows = [{"id": f"g{i}", "n_embd": 32, "vocab_size": 512, "n_positions": 64, "n_layer": depth,
+             "n_head": heads, "n_inner": 64, "valid_ppl": 80.0 + i}
+            for i, (depth, heads) in enumerate([(1, [2]), (2, [1, 4]), (3, [2, 2, 4])])]
+    table = tmp_path / "gpt2.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = HFCausalLMSpace(benchmark=str(table), family="gpt2")
+    space = ARCH_SPACES.get("hf_causal_lm")(base, {})
+    assert {k: r.spec() for k, r in space.ranges.items()} == {"n_layer": [1, 2, 3], "n_head": [1, 2, 4]}
+    assert space.per_layer == ("n_head",)
+    rng = random.Random(0)
+    for _ in range(5):
+        genome = space.mutate(space.sample(rng), rng)
+        assert len(genome["n_head"]) == genome["n_layer"]
+        model = space.build(genome)
+        assert space.param_counts(genome)["total"] == sum(p.numel() for p in model.parameters())
+        assert [layer.attn.num_heads for layer in model.lm.transformer.h] == genome["n_head"]
+
+    wider = ARCH_SPACES.get("hf_causal_lm")(base, {"n_inner": [64, 256]})
+    assert wider.ranges["n_inner"].spec() == [64, 256] and "n_inner" not in wider.per_layer
+    with pytest.raises(LPZeroError, match="unknown nas.space key 'not_a_field'"):
+        ARCH_SPACES.get("hf_causal_lm")(base, {"not_a_field": [1]})
+    with pytest.raises(LPZeroError, match="n_head=3 does not divide n_embd=32"):
+        ARCH_SPACES.get("hf_causal_lm")(base, {"n_head": [2, 3]})
+
+    result = _run(tmp_path / "run", "search_space=hf_causal_lm", "search_space.family=gpt2",
+                  f"search_space.benchmark={table}", "nas.n_candidates=4", "nas.evolution.population=2",
+                  "nas.evolution.tournament=1", "nas.max_params=1e6")
+    chosen = json.loads((tmp_path / "run" / "chosen_config.json").read_text())
+    chosen.pop("id")
+    assert len(chosen["n_head"]) == chosen["n_layer"]
+    assert sum(p.numel() for p in build_causal_lm("gpt2", chosen).parameters()) == result["chosen"]["params"]
