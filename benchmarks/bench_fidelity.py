@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=2048)
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worst", type=int, default=0, help="print the N proxies with the largest tau gap")
     args = parser.parse_args()
 
     root = Path(os.environ.get("LPZERO_FW_DATA", REPO.parent / "shared/benchmarks/lpzero"))
@@ -62,7 +63,7 @@ def main() -> None:
     ev_exact, ev_budget = Evaluator(), Evaluator()
     # per proxy: (tau exact, tau budgeted, passes the dynamic rules on both score vectors)
     rows, drawn = [], 0
-    while sum(dyn for *_, dyn in rows) < args.proxies:
+    while sum(row[2] for row in rows) < args.proxies:
         proxy = proxy_space.sample(rng)
         drawn += 1
         if rules.static_reject(proxy):
@@ -76,15 +77,18 @@ def main() -> None:
             ta, tb = metrics.kendall(a, quality), metrics.kendall(b, quality)
         if np.isfinite(ta) and np.isfinite(tb):
             dynamic_ok = rules.dynamic_reject(a) is None and rules.dynamic_reject(b) is None
-            rows.append((ta, tb, dynamic_ok))
+            rows.append((ta, tb, dynamic_ok, proxy))
     print(f"{drawn} proxies drawn on {len(archs)} archs, budget {args.budget} {args.dtype}")
     for label, keep in (("static rules only     ", lambda dyn: True),
                         ("static + dynamic rules", lambda dyn: dyn)):
-        taus = np.array([(ta, tb) for ta, tb, dyn in rows if keep(dyn)])[: args.proxies]
+        taus = np.array([(ta, tb) for ta, tb, dyn, _ in rows if keep(dyn)])[: args.proxies]
         rho = metrics.spearman(taus[:, 1], taus[:, 0])
         gap = np.abs(taus[:, 0] - taus[:, 1])
         print(f"{label} {len(taus)} valid proxies: Spearman(tau_budget, tau_exact) = {rho:.4f}   "
               f"|tau gap| median {np.median(gap):.4f}, 90th pct {np.percentile(gap, 90):.4f}, max {gap.max():.4f}")
+    kept = [row for row in rows if row[2]][: args.proxies]
+    for ta, tb, _, proxy in sorted(kept, key=lambda row: -abs(row[0] - row[1]))[: args.worst]:
+        print(f"  tau exact {ta:+.3f}  budgeted {tb:+.3f}  {proxy}")
 
 
 if __name__ == "__main__":
