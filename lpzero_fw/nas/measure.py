@@ -1,6 +1,7 @@
 """Cost of a real model on this device: forward latency and peak memory for one batch."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -27,6 +28,7 @@ def peak_memory_mb(model: nn.Module, batch: dict) -> float:
     (CPU has no allocator peak counter)."""
     from torch.profiler import ProfilerActivity, profile
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # else kineto prints profiler_start/stop lines per call
     model.eval()
     resident = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
