@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from lpzero_fw.baselines.base import BaselineProxy
 from lpzero_fw.baselines.proxies import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
-from lpzero_fw.registry import BASELINES, SEARCH_SPACES
+from lpzero_fw.registry import BASELINES, SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace, Taps
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "lpzero" / "random_GPT2_wt103"
@@ -223,3 +223,34 @@ def test_nuclear_norm_matches_torch():
     m = torch.randn(7, 19, generator=torch.Generator().manual_seed(0))
     for x in (m, m.t()):
         assert float(_nuclear_norm(x)) == pytest.approx(float(torch.linalg.matrix_norm(x, ord="nuc")), rel=1e-5)
+
+
+def test_baselines_declaring_one_own_pass_share_it_and_score_as_alone(gpt2, monkeypatch):
+    """synflow and logsynflow (own_pass = "synflow") get one model and one float64 pass
+    between them, and the same scores as each alone."""
+    from lpzero_fw.baselines import proxies
+
+    space, _, mid = gpt2
+    batch = space.make_batch()
+    alone = {name: score_baselines(space, mid, batch, [name])[name] for name in ("synflow", "logsynflow")}
+    builds, passes = [], []
+    build, synflow_pass = space.build_model, proxies._synflow_gradients
+    monkeypatch.setattr(space, "build_model", lambda *a, **k: builds.append(1) or build(*a, **k))
+    monkeypatch.setattr(proxies, "_synflow_gradients",
+                        lambda model, *a: passes.append(hasattr(model, "_synflow_gradients")) or synflow_pass(model, *a))
+    assert score_baselines(space, mid, batch, ["synflow", "logsynflow"]) == alone
+    assert len(builds) == 1 and passes == [False, True]  # computed once, then read from the model
+
+
+def test_rank_workers_give_the_scores_of_one_process(tmp_path, data_root):
+    """rank.workers scores baselines arch by arch in other processes: same scores.csv."""
+    from lpzero_fw import run
+
+    common = ["proxy=[grad_norm,synflow,logsynflow]", "rank.n_archs=4", "threads=1", "logger=none",
+              "data.batch_size=2", "data.seq_len=16"]
+    for workers in (1, 2):
+        run("rank", [*common, f"rank.workers={workers}"], output_dir=tmp_path / str(workers))
+    one, two = ((tmp_path / w / "scores.csv").read_text() for w in ("1", "2"))
+    assert one == two and len(one.splitlines()) == 5
+    with pytest.raises(LPZeroError, match="rank.workers=0 must be a positive integer"):
+        run("rank", [*common, "rank.workers=0"], output_dir=tmp_path / "0")

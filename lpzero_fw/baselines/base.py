@@ -29,6 +29,10 @@ class BaselineProxy(ABC):
     #: ``proxy=all`` leaves a baseline out on other families instead of scoring nan
     families: ClassVar[tuple[str, ...]] = ()
     shared_pass: ClassVar[bool] = True
+    #: baselines without the shared pass that declare the same ``own_pass`` (the name of
+    #: their pass) share one freshly built model; the pass caches its result on that
+    #: model, so it runs once for all of them (synflow and logsynflow: one float64 pass)
+    own_pass: ClassVar[str | None] = None
     #: found by a proxy search (not a control): never a member of ``best2_ensemble``
     searched: ClassVar[bool] = False
 

@@ -652,6 +652,9 @@ def _synflow_gradients(model: nn.Module, batch: Batch, taps: Taps) -> list[tuple
     softmax's head cluster instead; those pass through the final LayerNorm and the tied
     (abs) embedding, which rescale but do not cut the flow into the blocks.
     """
+    memo = getattr(model, "_synflow_gradients", None)
+    if memo is not None:  # another baseline ran the pass on this model (own_pass = "synflow")
+        return memo
     with torch.no_grad():
         for p in model.parameters():
             p.abs_()
@@ -674,7 +677,9 @@ def _synflow_gradients(model: nn.Module, batch: Batch, taps: Taps) -> list[tuple
     if not outputs:
         raise RuntimeError("the last block produced no output")
     outputs[-1].double().sum().backward()
-    return [(m.weight.detach(), _grad(m)) for m in taps.linears]
+    memo = [(m.weight.detach(), _grad(m)) for m in taps.linears]
+    model._synflow_gradients = memo
+    return memo
 
 
 @BASELINES.register("synflow", description="SynFlow: sum |W * dR/dW| with |W| and a constant input")
@@ -691,6 +696,7 @@ class SynFlow(BaselineProxy):
     source = "Tanaka et al. 2020 (NeurIPS), SynFlow"
     higher_is_better = True
     shared_pass = False
+    own_pass = "synflow"
 
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
         total = 0.0
@@ -710,6 +716,7 @@ class LogSynFlow(BaselineProxy):
     source = "Cavagnero et al. 2022, FreeREA (log-SynFlow)"
     higher_is_better = True
     shared_pass = False
+    own_pass = "synflow"
 
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
         total = 0.0

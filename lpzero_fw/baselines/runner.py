@@ -30,6 +30,8 @@ def score_baselines(
     the LM loss runs, all score, all detach. Every other baseline gets a freshly built
     model of its own. Models are in eval mode (no dropout). A baseline that raises (in
     attach, score or detach) gets ``nan`` and a ``RuntimeWarning``; the others go on.
+    Baselines declaring the same ``own_pass`` share one model of their own (their pass
+    caches its result on it).
     Unknown names raise :class:`~lpzero_fw.registry.RegistryError` up front.
     ``seconds``, when given, accumulates each baseline's wall time (the shared model and
     pass split evenly between the shared-pass baselines, plus each one's own scoring).
@@ -94,23 +96,34 @@ def score_baselines(
         for name in shared:
             seconds[name] += common
 
-    for name in own:
+    groups: dict[object, list[str]] = {}
+    for name in own:  # one model per group: a declared own_pass, else each baseline alone
+        groups.setdefault(getattr(classes[name], "own_pass", None) or ("alone", name), []).append(name)
+    for group in groups.values():
         t0 = time.perf_counter()
         try:
             torch.manual_seed(seed)
             model = space.build_model(arch_id, seed=seed)
             model.eval()
             taps = space.taps(model)
-            proxy = classes[name]()
-            proxy.attach(model, taps)
-            try:
-                results[name] = float(proxy.score(model, batch, taps))
-            finally:
-                proxy.detach()
         except Exception as exc:
-            results[name] = _fail(name, arch_id, exc)
+            for name in group:
+                results[name] = _fail(name, arch_id, exc)
+        else:
+            for name in group:
+                try:
+                    proxy = classes[name]()
+                    proxy.attach(model, taps)
+                    try:
+                        results[name] = float(proxy.score(model, batch, taps))
+                    finally:
+                        proxy.detach()
+                except Exception as exc:
+                    results[name] = _fail(name, arch_id, exc)
         finally:
             model = None
-            seconds[name] += time.perf_counter() - t0
+            spent = (time.perf_counter() - t0) / len(group)
+            for name in group:
+                seconds[name] += spent
 
     return {name: results.get(name, math.nan) for name in names}

@@ -222,6 +222,59 @@ def _nan_low(value: float) -> float:
     return -math.inf if value is None or math.isnan(value) else value
 
 
+_WORKER: dict = {}  # a rank.workers process's own space and batch (set by _start_worker)
+
+
+def _start_worker(config: dict, baselines: list[str]) -> None:
+    import torch
+    from omegaconf import OmegaConf
+
+    torch.set_num_threads(1)
+    cfg = OmegaConf.create(config)
+    space = build_space(cfg)
+    _WORKER.update(space=space, batch=space.make_batch(seed=int(cfg.data.get("seed", 0))), baselines=baselines)
+
+
+def _baselines_in_worker(arch_id: str) -> tuple[dict[str, float], dict[str, float]]:
+    return _scored(_WORKER["space"], arch_id, _WORKER["batch"], _WORKER["baselines"])
+
+
+def _workers(cfg) -> int:
+    value = (to_dict(cfg.get("rank")) or {}).get("workers", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LPZeroError(f"rank.workers={value!r} must be a positive integer")
+    return value
+
+
+def _baseline_values(cfg, space, arch_ids, baselines, batch):
+    """An iterator of ``(values, seconds)`` per arch, in order: from this process, or from
+    ``rank.workers`` processes (one torch thread each; a baseline seeds its own model, so the
+    values do not depend on where it ran)."""
+    workers = min(_workers(cfg), len(arch_ids))
+    if workers > 1:
+        return _in_workers(cfg, arch_ids, baselines, workers)
+    return (_scored(space, arch_id, batch, baselines) for arch_id in arch_ids)
+
+
+def _scored(space, arch_id: str, batch, baselines) -> tuple[dict[str, float], dict[str, float]]:
+    seconds: dict[str, float] = {}
+    return score_baselines(space, arch_id, batch, baselines, seconds=seconds), seconds
+
+
+def _in_workers(cfg, arch_ids, baselines, workers: int):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from omegaconf import OmegaConf
+
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                               initargs=(OmegaConf.to_container(cfg, resolve=True), list(baselines)))
+    try:
+        yield from pool.map(_baselines_in_worker, arch_ids)
+    finally:  # an error or interrupt in the caller must not wait for the remaining archs
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _score_all(cfg, space, arch_ids, baselines, formulas):
     scores = {name: np.full(len(arch_ids), np.nan) for name in [*baselines, *formulas]}
     absent = {name: np.zeros(len(arch_ids), dtype=bool) for name in formulas}
@@ -231,13 +284,15 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
     parsed = {label: parse(text) for label, text in formulas.items()}
     evaluator = Evaluator()
     batch = space.make_batch(seed=int(cfg.data.get("seed", 0))) if baselines else None
+    scored = _baseline_values(cfg, space, arch_ids, baselines, batch) if baselines else None
     with progress_bar() as progress:
         bar = progress.add_task("rank", total=len(arch_ids), info="")
         for i, arch_id in enumerate(arch_ids):
-            if baselines:
-                values = score_baselines(space, arch_id, batch, baselines, seconds=seconds)
+            if scored is not None:
+                values, spent = next(scored)
                 for name, value in values.items():
                     scores[name][i] = value
+                    seconds[name] += spent.get(name, 0.0)
             if parsed:
                 t0 = time.perf_counter()
                 stats = store.get(arch_id)
