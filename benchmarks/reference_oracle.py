@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from scipy.stats import kendalltau, spearmanr
 
-from lpzero_fw.baselines.proxies import NAMED_FORMULAS
+from lpzero_fw.baselines.reference import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.data.locate import resolve_root
 from lpzero_fw.ops.reference import translate

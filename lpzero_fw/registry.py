@@ -260,7 +260,10 @@ RULES: Registry = Registry("pruning rule", ("lpzero_fw.rules.static", "lpzero_fw
 STRATEGIES: Registry = Registry(
     "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
 )
-BASELINES: Registry = Registry("baseline proxy", ("lpzero_fw.baselines.proxies", "lpzero_fw.baselines.reference"))
+BASELINES: Registry = Registry("baseline proxy", tuple(
+    f"lpzero_fw.baselines.{family}"
+    for family in ("params", "saliency", "activation", "activation_grad", "pruning_at_init", "reference")
+))
 ARCH_SPACES: Registry = Registry(
     "architecture space",
     ("lpzero_fw.nas.gpt2", "lpzero_fw.nas.transformer_xl", "lpzero_fw.nas.hf_causal_lm", "lpzero_fw.nas.llama"),

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lpzero_fw.baselines.base import BaselineProxy
-from lpzero_fw.baselines.proxies import NAMED_FORMULAS
+from lpzero_fw.baselines.reference import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.registry import BASELINES, SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace, Taps
@@ -218,17 +218,17 @@ def test_grad_norm_and_snip_equal_hand_computation(any_space):
 
 
 def test_nuclear_norm_matches_torch():
-    from lpzero_fw.baselines.proxies import _nuclear_norm
+    from lpzero_fw.baselines.common import nuclear_norm
 
     m = torch.randn(7, 19, generator=torch.Generator().manual_seed(0))
     for x in (m, m.t()):
-        assert float(_nuclear_norm(x)) == pytest.approx(float(torch.linalg.matrix_norm(x, ord="nuc")), rel=1e-5)
+        assert float(nuclear_norm(x)) == pytest.approx(float(torch.linalg.matrix_norm(x, ord="nuc")), rel=1e-5)
 
 
 def test_baselines_declaring_one_own_pass_share_it_and_score_as_alone(gpt2, monkeypatch):
     """synflow and logsynflow (own_pass = "synflow") get one model and one float64 pass
     between them, and the same scores as each alone."""
-    from lpzero_fw.baselines import proxies
+    from lpzero_fw.baselines import pruning_at_init as proxies
 
     space, _, mid = gpt2
     batch = space.make_batch()

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lpzero_fw.baselines.proxies import NAMED_FORMULAS
+from lpzero_fw.baselines.reference import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.reference import op_names, translate

@@ -1,4 +1,7 @@
-"""The reference's searched FlexiBERT proxy, computed as its code computes it.
+"""The reference's searched proxies: as formula strings (``NAMED_FORMULAS``) and as its code
+computes them (``lpzero_gpt2_reference``, ``lpzero_flexibert_reference``).
+
+FlexiBERT:
 
 ``lpzero_flexibert`` = ``sum(square(negate(H)), log_softmax(frobenius_norm(A)))``. In the
 reference code (``lpzero/operators/zc_inputs.py``, ``structures/tree.py``):
@@ -23,8 +26,56 @@ import torch
 from torch import nn
 
 from lpzero_fw.baselines.base import BaselineProxy
+from lpzero_fw.baselines.common import weight_grad
 from lpzero_fw.registry import BASELINES
 from lpzero_fw.search_spaces.base import Batch, Taps
+
+
+#: the reference's searched proxies as formula strings (evaluated by the formula machinery,
+#: not registered as baselines): GPT-2 (Table/Fig. of arXiv 2410.04808 and
+#: ``lpzero/predictor/measures/lpzero.py`` genotype ``['weight', 'grad'], [[3, 10], [11, 3], 0]``)
+#: and FlexiBERT.
+NAMED_FORMULAS: dict[str, str] = {
+    "lpzero_gpt2": "sum(l1_norm(square(W)), square(softmax(G)))",
+    "lpzero_flexibert": "sum(square(negate(H)), log_softmax(frobenius_norm(A)))",
+}
+
+
+@BASELINES.register(
+    "lpzero_gpt2_reference",
+    description="the reference's searched GPT-2 proxy as its code computes it: mean_l [mean(W^2) + mean(softmax_dim0(G)^2)]",
+)
+class LPZeroGPT2Reference(BaselineProxy):
+    """The reference implementation's searched GPT-2 proxy, computed exactly as its code does.
+
+    Genotype ``['weight', 'grad'], [[3, 10], [11, 3], 0]`` of ``measures/lpzero.py``:
+    ``l1_norm(element_wise_pow(W))`` + ``element_wise_pow(softmax(G))``, joined by
+    ``element_wise_sum`` per layer and reduced by ``convert_to_float`` (mean over layers
+    of per-layer means). The reference's ``l1_norm`` is ``sum|x| / numel`` and its
+    ``softmax`` runs over dim 0 of the stored weight layout (for Conv1D: over the input
+    features, so each output column sums to 1): per layer ``mean(W**2) +
+    mean(softmax(G, dim=0)**2)``, averaged over ``taps.linears``. The right branch is
+    ~``1 / fan_in**2`` for the near-zero gradients of an untrained model, i.e. the proxy
+    mostly measures layer widths. The named formula ``lpzero_gpt2`` is the same genotype
+    in this package's operator semantics (whole-layer softmax, true L1 norm), which ranks
+    differently; this class exists to check the reference's scores.
+    Orientation: lower is better (the score falls as layers widen; the reference's own
+    scores correlate negatively with -perplexity too).
+    """
+
+    searched = True
+
+    source = "Dong et al. 2024 (LPZero), reference measures/lpzero.py"
+    higher_is_better = False
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
+        per_layer = []
+        for module in taps.linears:
+            weight = module.weight.detach().double()
+            grad = weight_grad(module).double()
+            per_layer.append(float(weight.square().mean() + torch.softmax(grad, dim=0).square().mean()))
+        return sum(per_layer) / len(per_layer) if per_layer else math.nan
 
 #: the projection the reference hooked, in its order of preference
 _PROJECTIONS = ("query", "key", "value", "input", "weight")

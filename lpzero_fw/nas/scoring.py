@@ -55,7 +55,7 @@ class CandidateSpace(SearchSpace):
 
 def resolve_proxy(spec) -> tuple[str, str]:
     """``("formula", text)`` or ``("baseline", name)`` for ``proxy=<formula | name>``."""
-    from lpzero_fw.baselines.proxies import NAMED_FORMULAS
+    from lpzero_fw.baselines.reference import NAMED_FORMULAS
     from lpzero_fw.formula.parse import parse
 
     if not isinstance(spec, str) or not spec.strip():

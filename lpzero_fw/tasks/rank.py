@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig
 
 from lpzero_fw import metrics
 from lpzero_fw.baselines import ensemble
-from lpzero_fw.baselines.proxies import NAMED_FORMULAS
+from lpzero_fw.baselines.reference import NAMED_FORMULAS
 from lpzero_fw.baselines.runner import score_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
 from lpzero_fw.formula.parse import parse

@@ -1,0 +1,66 @@
+"""What the baseline families share: weight layout, nuclear norm, hook bookkeeping."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lpzero_fw.baselines.base import BaselineProxy
+from lpzero_fw.search_spaces.base import Batch, Taps
+
+
+def weight_out_in(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (a weight or its gradient) in (out_features, in_features) layout.
+
+    ``nn.Linear`` stores (out, in); GPT-2's ``Conv1D`` (recognised by its ``nf`` attribute,
+    the number of output features) stores (in, out).
+    """
+    if isinstance(module, nn.Linear):
+        return tensor
+    nf = getattr(module, "nf", None)
+    if nf is not None and tensor.dim() == 2 and tensor.shape[1] == nf:
+        return tensor.t()
+    return tensor.reshape(tensor.shape[0], -1)
+
+
+def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
+    """Sum of singular values, via the eigenvalues of the smaller float64 Gram matrix
+    (same value as ``torch.linalg.matrix_norm(ord="nuc")``, ~10x faster on CPU)."""
+    m = matrix.detach().double().reshape(matrix.shape[0], -1)
+    gram = m @ m.t() if m.shape[0] <= m.shape[1] else m.t() @ m
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum()
+
+
+def weight_grad(module: nn.Module) -> torch.Tensor:
+    grad = module.weight.grad
+    return torch.zeros_like(module.weight) if grad is None else grad.detach()
+
+
+def as_tensor(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class HookedProxy(BaselineProxy):
+    """Keeps hook handles and removes them in :meth:`detach`."""
+
+    def __init__(self) -> None:
+        self._handles: list = []
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class WeightGradSum(BaselineProxy):
+    """Sum over ``taps.linears`` of ``per_layer(weight, grad)`` (shared pass, no hooks)."""
+
+    def per_layer(self, module: nn.Module, weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
+        total = 0.0
+        for module in taps.linears:
+            weight = module.weight.detach()
+            total += float(self.per_layer(module, weight, weight_grad(module)).double())
+        return total
