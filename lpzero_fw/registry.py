@@ -256,6 +256,7 @@ SEARCH_SPACES: Registry = Registry(
 STATS: Registry = Registry("statistic input", ("lpzero_fw.stats.extractors",))
 UNARY_OPS: Registry = Registry("unary operator", ("lpzero_fw.ops.unary", "lpzero_fw.ops.reference"))
 BINARY_OPS: Registry = Registry("binary operator", ("lpzero_fw.ops.binary", "lpzero_fw.ops.reference"))
+LAYER_REDUCTIONS: Registry = Registry("layer reduction", ("lpzero_fw.ops.layers",))
 RULES: Registry = Registry("pruning rule", ("lpzero_fw.rules.static", "lpzero_fw.rules.dynamic"))
 STRATEGIES: Registry = Registry(
     "search strategy", ("lpzero_fw.strategies.evolution", "lpzero_fw.strategies.random")
@@ -289,6 +290,7 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "stats": STATS,
     "unary_ops": UNARY_OPS,
     "binary_ops": BINARY_OPS,
+    "layer_reductions": LAYER_REDUCTIONS,
     "rules": RULES,
     "strategies": STRATEGIES,
     "baselines": BASELINES,

@@ -92,8 +92,6 @@ def test_unknown_names_list_the_valid_choices():
 def dotted_op():
     @UNARY_OPS.register("myplugin.double", description="2x (test plugin)")
     class Double(UnaryOp):
-        name = "myplugin.double"
-
         def __call__(self, v):
             return Values(v.x * 2, v.n)
 
@@ -393,6 +391,33 @@ def test_layer_sum_is_mean_times_result_layers(make):
         assert evaluate(summed, stats) == pytest.approx(s, rel=1e-4)
         if rows is not None:
             assert result_layers(summed, stats) == rows
+
+
+def test_a_registered_layer_reduction_parses_samples_and_scores_in_both_evaluators():
+    """Layer reductions are components: one registered by a plugin is a gene, a formula
+    wrapper and a score rule, with no table of names to extend."""
+    from lpzero_fw import LAYER_REDUCTIONS, LayerReduction
+
+    @LAYER_REDUCTIONS.register("sqrtdepth", description="mean x sqrt(layers) (test plugin)")
+    class SqrtDepth(LayerReduction):
+        def reduce(self, mean, layers):
+            return mean * layers ** 0.5
+
+    try:
+        assert SqrtDepth.name == "sqrtdepth"
+        space = ProxySpace(layers=("mean", "sqrtdepth"))
+        assert {space.sample(random.Random(s)).layers for s in range(40)} == {"mean", "sqrtdepth"}
+        text = "sum(l1_norm(W), prune(A))"
+        proxy = parse(f"layer_sqrtdepth({text})")
+        assert str(proxy) == f"layer_sqrtdepth({text})" and parse(str(proxy)) == proxy
+        stats = stats_budget()
+        mean = Evaluator().score(parse(text), "arch", stats)
+        assert Evaluator().score(proxy, "arch", stats) == pytest.approx(mean * 2 ** 0.5)
+        assert evaluate(proxy, stats) == pytest.approx(mean * 2 ** 0.5, rel=1e-4)
+    finally:
+        LAYER_REDUCTIONS._entries.pop("sqrtdepth", None)
+    with pytest.raises(FormulaError, match="unknown layer reduction 'sqrtdepth'"):
+        parse(f"layer_sqrtdepth({text})")
 
 
 def test_scorer_spearman_equals_scipy():

@@ -12,16 +12,12 @@ class Branch:
     ops: tuple[str, ...]
 
 
-#: how per-layer values become one score: "mean" over layers (the paper's rule) or
-#: "sum" over layers (keeps depth: a 16-layer model adds up 16 layers' values)
-LAYER_REDUCTIONS = ("mean", "sum")
-
-
 @dataclass(frozen=True)
 class Proxy:
     """``binary(left, right)``; prints as a formula that :func:`parse` reads back.
 
-    ``layers="sum"`` prints as ``layer_sum(binary(left, right))``.
+    ``layers``: a registered layer reduction (``LAYER_REDUCTIONS``); the default
+    ``"mean"`` prints bare, any other as ``layer_<name>(binary(left, right))``.
     """
 
     left: Branch

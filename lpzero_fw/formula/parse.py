@@ -2,7 +2,7 @@
 
 Grammar (whitespace between tokens is ignored)::
 
-    formula := "layer_sum" "(" proxy ")" | proxy     (sum over layers; default: mean)
+    formula := "layer_" REDUCTION "(" proxy ")" | proxy   (e.g. layer_sum; default: mean)
     proxy  := BINARY "(" branch "," branch ")"
     branch := INPUT | UNARY "(" branch ")"
     NAME   := [A-Za-z_][A-Za-z0-9_.]*        (dots allow plugin names: "myplugin.op")
@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import re
 
-from lpzero_fw.formula.genotype import LAYER_REDUCTIONS, Branch, Proxy
-from lpzero_fw.registry import BINARY_OPS, STATS, UNARY_OPS, LPZeroError, Registry
+from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.registry import BINARY_OPS, LAYER_REDUCTIONS, STATS, UNARY_OPS, LPZeroError, Registry
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<punct>[(),])|(?P<bad>\S))")
 
-
-_LAYER_WRAPPERS = {f"layer_{r}": r for r in LAYER_REDUCTIONS if r != "mean"}
 
 
 class FormulaError(LPZeroError):
@@ -95,8 +93,10 @@ class _Parser:
 
     def proxy(self) -> Proxy:
         layers = "mean"
-        if self.peek()[0] == "name" and self.peek()[1] in _LAYER_WRAPPERS:
-            layers = _LAYER_WRAPPERS[self.take()[1]]
+        token = self.peek()
+        if token[0] == "name" and token[1].startswith("layer_") and token[1][6:] != "mean":
+            layers = self.check(LAYER_REDUCTIONS, (token[0], token[1][6:], token[2]))
+            self.take()
             self.expect("(", f"after layer_{layers}")
         binary = self.check(BINARY_OPS, self.name("a binary operator name"))
         self.expect("(", "after the binary operator")

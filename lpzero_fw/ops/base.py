@@ -137,6 +137,9 @@ class BinaryOp(ABC):
     #: both operands must be tensors: with a per-layer-scalar operand the op is plain
     #: scaling, a duplicate of ``product`` (matmul)
     needs_matching_tensors: ClassVar[bool] = False
+    #: joins the operands' per-layer means, not their elements (the reference code's
+    #: ops): both operands act as per-layer scalars, whatever their shapes
+    means_first: ClassVar[bool] = False
     #: the operator set this op belongs to and the ``lpzero_fw`` op it stands in for (see UnaryOp)
     op_set: ClassVar[str] = "lpzero_fw"
     replaces: ClassVar[str | None] = None
@@ -154,3 +157,21 @@ class BinaryOp(ABC):
         An optional fast path of the evaluator; the default declines.
         """
         return None
+
+
+class LayerReduction(ABC):
+    """How a proxy's per-layer values become one score (formula ``layer_<name>(...)``;
+    ``mean`` is the default and prints bare).
+
+    Both evaluators compute the mean over the result's layers and count those layers,
+    so a reduction is a function of the two: ``mean`` keeps the paper's rule, ``sum``
+    keeps depth (a 16-layer model adds up 16 layers' values).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def reduce(self, mean: float, layers: int) -> float:
+        """The score from the mean over ``layers`` result layers."""
+

@@ -157,8 +157,6 @@ class _Reference(UnaryOp):
 class RefL1Norm(_Reference):
     """mean |x| per layer (the reference's ``l1_norm``)."""
 
-    name = "ref.l1_norm"
-    description = "per-layer mean |x| (the reference's l1_norm)"
     replaces = "l1_norm"
     reduces = True
     elementwise = False
@@ -173,8 +171,6 @@ class RefL1Norm(_Reference):
 class RefSoftmax(_Reference):
     """softmax over the layer tensor's first dimension (the reference's ``softmax``)."""
 
-    name = "ref.softmax"
-    description = "softmax over dim 0 of each layer tensor"
     replaces = "softmax"
     elementwise = False
     whole_layer = True
@@ -188,8 +184,6 @@ class RefSoftmax(_Reference):
 class RefLogSoftmax(_Reference):
     """log-softmax over the layer tensor's first dimension (the reference's ``logsoftmax``)."""
 
-    name = "ref.log_softmax"
-    description = "log-softmax over dim 0 of each layer tensor"
     replaces = "log_softmax"
     elementwise = False
     whole_layer = True
@@ -203,8 +197,6 @@ class RefLogSoftmax(_Reference):
 class RefLog(_Reference):
     """log(x) with non-positive values mapped to 0 (the reference sets them to 1 first)."""
 
-    name = "ref.log"
-    description = "element-wise log(x), x <= 0 gives 0"
     replaces = "log"
     clips_nonpositive = True  # every x <= 0 -> 0
     inverse_of = ("exp",)
@@ -218,8 +210,6 @@ class RefLog(_Reference):
 class RefAbsLog(_Reference):
     """log |x| with zeros mapped to 0."""
 
-    name = "ref.abs_log"
-    description = "element-wise log|x|, 0 gives 0"
     replaces = "abs_log"
     sign_insensitive = True
     inverse_of = ("exp",)
@@ -233,8 +223,6 @@ class RefAbsLog(_Reference):
 class RefInvert(_Reference):
     """1 / x; a layer containing a zero becomes nan (the reference raises ZeroDivisionError)."""
 
-    name = "ref.invert"
-    description = "element-wise 1/x; a zero in the layer invalidates it"
     replaces = "invert"
     output_sign = "same"
     inverse_of = ("ref.invert",)
@@ -251,8 +239,6 @@ class RefInvert(_Reference):
 class RefStd(_Reference):
     """torch.std of the whole layer (n - 1 in the denominator; nan for a single value)."""
 
-    name = "ref.std"
-    description = "per-layer standard deviation with Bessel's correction"
     replaces = "std"
     reduces = True
     elementwise = False
@@ -267,8 +253,6 @@ class RefStd(_Reference):
 class RefNormalize(_Reference):
     """(x - mean) / (std + 1e-9) with torch.std's Bessel-corrected std of the layer."""
 
-    name = "ref.normalize"
-    description = "per-layer (x - mean) / (Bessel std + 1e-9)"
     replaces = "normalize"
     elementwise = False
     whole_layer = True
@@ -286,8 +270,7 @@ class _MeansFirst(BinaryOp):
     the binary op, so every op joins two per-layer numbers: any two inputs combine."""
 
     op_set = REFERENCE_SET
-    #: operands are reduced to per-layer means first (the evaluator scores from branch means)
-    means_first: ClassVar[bool] = True
+    means_first = True
     #: tensors of different shape groups combine (rule shape_group_mismatch does not apply)
     mixes_shapes: ClassVar[bool] = True
 
@@ -308,8 +291,6 @@ class _MeansFirst(BinaryOp):
 class RefSum(_MeansFirst):
     """mean(a) + mean(b) per layer (the same score as ``sum``, for any two inputs)."""
 
-    name = "ref.sum"
-    description = "mean(a) + mean(b) per layer"
     replaces = "sum"
     mean_kind = "add"
 
@@ -322,8 +303,6 @@ class RefSum(_MeansFirst):
 class RefDifference(_MeansFirst):
     """mean(a) - mean(b) per layer."""
 
-    name = "ref.difference"
-    description = "mean(a) - mean(b) per layer"
     replaces = "difference"
     mean_kind = "sub"
 
@@ -336,8 +315,6 @@ class RefDifference(_MeansFirst):
 class RefProduct(_MeansFirst):
     """mean(a) * mean(b) per layer (not mean(a * b))."""
 
-    name = "ref.product"
-    description = "mean(a) * mean(b) per layer"
     replaces = "product"
     mean_kind = "mul"
 
@@ -350,6 +327,4 @@ class RefProduct(_MeansFirst):
 class RefMatmul(RefProduct):
     """The reference's ``A @ B`` falls back to ``A * B`` for the floats it is given: ref.product."""
 
-    name = "ref.matmul"
-    description = "mean(a) * mean(b) per layer (the reference multiplies the per-layer means)"
     replaces = "matmul"

@@ -40,8 +40,11 @@ Semantics of ``binary(left, right)`` on one architecture:
   defined on fewer than half of the architectures it is scored on is rejected
   (``empty_input``): it cannot rank the benchmark.
 
-:func:`evaluate` is the plain, uncached definition. :class:`Evaluator` computes the
-same numbers fast, which the search needs (tens of thousands of proxy×architecture
+:func:`evaluate` is the plain, uncached definition; it and every slow path of
+:class:`Evaluator` score a join through one function, ``_join``. :class:`Evaluator`
+computes the same numbers fast, taking shortcuts only where a binary op declares how its
+result's mean follows from the operands' (``mean_kind``, ``row_means``; tested against
+the definition in ``tests/test_proxy.py``), which the search needs (tens of thousands of proxy×architecture
 evaluations): the mean is linear, so for ``sum``/``difference`` and for
 ``product``/``matmul`` with a per-layer-scalar operand only each branch's per-layer
 means are needed. Those are cached per (architecture, branch) - a branch is an
@@ -69,7 +72,7 @@ import torch
 from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.binary import OperandMismatch
 from lpzero_fw.formula.genotype import Branch, Proxy
-from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError
+from lpzero_fw.registry import BINARY_OPS, LAYER_REDUCTIONS, UNARY_OPS, LPZeroError
 
 ArchStats = Mapping[str, Sequence[Values]]
 
@@ -129,7 +132,7 @@ def absent_counts(stats: Mapping[Any, ArchStats]) -> dict[str, int]:
 
 
 def _is_scalar(chunks: Sequence[Values]) -> bool:
-    return all(c.x.shape[1] == 1 for c in chunks) and all(bool(torch.all(c.n == 1)) for c in chunks)
+    return all(c.is_scalar for c in chunks)
 
 
 def _row_means(chunks: Sequence[Values]) -> np.ndarray:
@@ -159,6 +162,18 @@ def _broadcast_scalar(values: torch.Tensor, like: Sequence[Values]) -> list[Valu
         col = part.reshape(-1, 1).to(chunk.x.dtype)
         out.append(Values(col, torch.ones_like(col)))
     return out
+
+
+def _join(op, left: Sequence[Values] | None, right: Sequence[Values] | None) -> float:
+    """The definition of ``op(left, right)``'s score from whole branch tensors (``None``:
+    a pruned branch); :func:`evaluate` and every slow path of :class:`Evaluator` use it."""
+    if left is None and right is None:
+        raise InvalidProxy("both_pruned")
+    if left is None or right is None:
+        return _score_of(left if right is None else right)
+    if op.means_first:
+        left, right = [_stack_scalars([_means_of(c) for c in left])], [_stack_scalars([_means_of(c) for c in right])]
+    return _score_of(_combine(op, left, right))
 
 
 def _combine(op, left: Sequence[Values], right: Sequence[Values]) -> list[Values]:
@@ -243,7 +258,7 @@ def evaluate(proxy: Proxy, stats: ArchStats) -> float:
     Raises :class:`InvalidProxy`; may return ``nan``/``inf``.
     """
     value = _evaluate_mean(proxy, stats)
-    return value if proxy.layers == "mean" else value * result_layers(proxy, stats)
+    return LAYER_REDUCTIONS.get(proxy.layers)().reduce(value, result_layers(proxy, stats))
 
 
 def _evaluate_mean(proxy: Proxy, stats: ArchStats) -> float:
@@ -259,15 +274,7 @@ def _evaluate_mean(proxy: Proxy, stats: ArchStats) -> float:
                     op = _unary(name)
                     chunks = [op(c) for c in chunks]
                 branches.append(chunks)
-            left, right = branches
-            if left is None and right is None:
-                raise InvalidProxy("both_pruned")
-            if left is None or right is None:
-                return _score_of(left if right is None else right)
-            op = BINARY_OPS.get(proxy.binary)()
-            if getattr(op, "means_first", False):  # the op joins per-layer means (ops/reference.py)
-                left, right = [_stack_scalars([_means_of(c) for c in left])], [_stack_scalars([_means_of(c) for c in right])]
-            return _score_of(_combine(op, left, right))
+            return _join(BINARY_OPS.get(proxy.binary)(), *branches)
     except (InvalidProxy, LPZeroError):
         raise
     except Exception as exc:  # a torch error must not crash the search
@@ -352,6 +359,7 @@ class Evaluator:
         self._prunes: dict[str, bool] = {}
         self._reduces: dict[tuple[str, ...], bool] = {}
         self._binary: dict[str, tuple[Any, str | None, Any]] = {}
+        self._reductions: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
 
@@ -375,14 +383,17 @@ class Evaluator:
             value = self._special(left, right)
         else:
             value = self._mean_score(proxy, arch_key, stats, left, right)
-        return value if proxy.layers == "mean" else value * _result_layers(left, right)
+        reduction = self._reductions.get(proxy.layers)
+        if reduction is None:
+            reduction = self._reductions[proxy.layers] = LAYER_REDUCTIONS.get(proxy.layers)()
+        return reduction.reduce(value, _result_layers(left, right))
 
     def _mean_score(self, proxy: Proxy, arch_key: Any, stats: ArchStats,
                     left: _BranchResult, right: _BranchResult) -> float:
         binary = self._binary.get(proxy.binary) or self._binary_op(proxy.binary)
         kind = binary[1]
         ls, rs = left.scalar, right.scalar
-        if getattr(binary[0], "means_first", False):
+        if binary[0].means_first:
             ls = rs = True  # joins per-layer means: both branches act as per-layer scalars
         if not (ls or rs) and (left.layers != right.layers or left.shape != right.shape):
             raise InvalidProxy("shape_mismatch", f"{proxy.left.input} and {proxy.right.input} tensors differ")
@@ -450,7 +461,7 @@ class Evaluator:
         op, _, row_means = binary
         if row_means is not None:
             lm, rm = np.asarray(left.means), np.asarray(right.means)
-            ls, rs = (True, True) if getattr(op, "means_first", False) else (left.scalar, right.scalar)
+            ls, rs = (True, True) if op.means_first else (left.scalar, right.scalar)
             if (ls or rs) and left.layers != right.layers:
                 if ls:
                     lm = np.array([left.mean])
@@ -483,7 +494,7 @@ class Evaluator:
             with torch.inference_mode():
                 left = self._branch_tensors(arch_key, proxy.left.input, proxy.left.ops, stats, keep=True)
                 right = self._branch_tensors(arch_key, proxy.right.input, proxy.right.ops, stats, keep=True)
-                return _score_of(_combine(op, left, right))
+                return _join(op, left, right)
         except (InvalidProxy, LPZeroError):
             raise
         except Exception as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from lpzero_fw.formula.genotype import LAYER_REDUCTIONS, Branch, Proxy
-from lpzero_fw.registry import BINARY_OPS, CORE_ORIGIN, STATS, UNARY_OPS, LPZeroError, Registry
+from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.registry import BINARY_OPS, CORE_ORIGIN, LAYER_REDUCTIONS, STATS, UNARY_OPS, LPZeroError, Registry
 
 
 def _choices(values: Iterable[str] | str | None, registry: Registry, key: str,
@@ -65,7 +65,7 @@ class ProxySpace:
         bad = [r for r in self.layers if r not in LAYER_REDUCTIONS] or ([] if self.layers else ["(empty)"])
         if bad:
             raise LPZeroError(
-                f"search.layers={list(self.layers)} has {bad[0]!r}; choose from: {', '.join(LAYER_REDUCTIONS)}"
+                f"search.layers={list(self.layers)} has {bad[0]!r}; choose from: {', '.join(LAYER_REDUCTIONS.names())}"
             )
         self.inputs = _choices(inputs, STATS, "inputs")
         self.ops = ops
