@@ -22,7 +22,7 @@ import numpy as np
 
 from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
-from lpzero_fw.proxy.space import ProxySpace
+from lpzero_fw.proxy.space import FormulaSpace
 from lpzero_fw.registry import SEARCH_SPACES
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.stats.cache import DTYPES, _round_trip
@@ -57,7 +57,7 @@ def main() -> None:
         budgeted[arch] = _round_trip(summarize(raw, args.budget), DTYPES[args.dtype])
     print(f"extracted {len(archs)} archs in {time.perf_counter() - start:.1f} s")
 
-    proxy_space = ProxySpace(layers=("mean", "sum"))
+    proxy_space = FormulaSpace(layers=("mean", "sum"))
     rules = RuleSet("all")
     rng = random.Random(args.seed)
     ev_exact, ev_budget = Evaluator(), Evaluator()

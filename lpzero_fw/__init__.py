@@ -49,7 +49,8 @@ _EXPORTS = {
     "Taps": "lpzero_fw.search_spaces.base",
     "Batch": "lpzero_fw.search_spaces.base",
     # the formula type, its printer and parser
-    "Proxy": "lpzero_fw.formula.genotype",
+    "Formula": "lpzero_fw.formula.genotype",
+    "Proxy": "lpzero_fw.formula.genotype",  # the old name of Formula
     "Branch": "lpzero_fw.formula.genotype",
     "parse": "lpzero_fw.formula.parse",
     "format_proxy": "lpzero_fw.formula.parse",

@@ -233,13 +233,31 @@ def _first_doc_line(obj: Any) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-def build(registry: Registry[Callable[..., T]], cfg: Any) -> T:
-    """Instantiate ``registry[cfg.name](**rest)``: the one way configs become components."""
+def build(registry: Registry[Callable[..., T]], cfg: Any, *args: Any, group: str | None = None, **runtime: Any) -> T:
+    """``registry[cfg.name](*args, **runtime, **options)``: the one way a config group
+    (``cfg``, its ``name`` a registered name, the other keys options) becomes a component.
+
+    ``args`` / ``runtime``: what the run supplies (a benchmark path, the seed, ...). An
+    option the component's constructor does not take is refused in one line naming the
+    valid ones, instead of a ``TypeError`` deep in the run.
+    """
+    import inspect
+
     from omegaconf import DictConfig, OmegaConf
 
     params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     name = params.pop("name")
-    return registry.get(name)(**params)
+    cls = registry.get(name)
+    signature = inspect.signature(cls)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        positional = list(signature.parameters)[: len(args)]
+        options = [p for p in signature.parameters if p not in runtime and p not in positional]
+        unknown = sorted(set(params) - set(options))
+        if unknown:
+            where = group or registry.kind
+            raise LPZeroError(f"{where}.{unknown[0]} is not an option of {where}={name}; "
+                              f"options: {', '.join(options) or 'none'}")
+    return cls(*args, **runtime, **params)
 
 
 # One registry per component kind; built-in modules are imported on first lookup.

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import csv
-import inspect
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from lpzero_fw.registry import LOGGERS, LPZeroError
+from lpzero_fw.registry import LOGGERS, LPZeroError, build
 
 MODES = ("offline", "online", "disabled")
 JSON_OUTPUTS = ("result.json", "ranking.json", "transfer.json", "nas.json")
@@ -161,12 +160,4 @@ class WandbTracker(Tracker):
 
 def build_tracker(cfg: dict, run_dir: Path, config: dict, run_name: str | None = None) -> Tracker:
     """The configured logger (``cfg``: the ``logger`` group, its ``name`` a LOGGERS entry)."""
-    params = dict(cfg)
-    kind = params.pop("name", "none")
-    cls = LOGGERS.get(kind)
-    options = [p for p in inspect.signature(cls).parameters if p not in ("run_dir", "config", "run_name")]
-    unknown = sorted(set(params) - set(options))
-    if unknown:
-        raise LPZeroError(f"logger.{unknown[0]} is not an option of logger={kind}; "
-                          f"options: {', '.join(options) or 'none'}")
-    return cls(run_dir, config, run_name, **params)
+    return build(LOGGERS, {"name": "none", **dict(cfg)}, run_dir, config, run_name, group="logger")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
 from lpzero_fw.formula.parse import FormulaError, parse
-from lpzero_fw.proxy.space import ProxySpace
+from lpzero_fw.proxy.space import FormulaSpace
 from lpzero_fw.registry import BINARY_OPS, SEARCH_SPACES, STATS, UNARY_OPS
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.stats.cache import StatsStore
@@ -118,7 +118,7 @@ def cached_stats(data_root, tmp_path_factory):
 
 
 def test_random_proxies_never_crash_the_evaluator(cached_stats):
-    proxy_space = ProxySpace(layers=("mean", "sum"))
+    proxy_space = FormulaSpace(layers=("mean", "sum"))
     evaluator = Evaluator()
     every_rule = RuleSet("all")
     non_finite_rule = RuleSet(["non_finite_score"])

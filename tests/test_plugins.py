@@ -96,7 +96,7 @@ def _in_plugin_env(plugin_site, code: str) -> subprocess.CompletedProcess:
 def test_plugin_op_declaring_itself_the_inverse_of_exp_is_pruned_like_log(plugin_site):
     result = _in_plugin_env(plugin_site, """
         from lpzero_fw import parse
-        from lpzero_fw.proxy.space import ProxySpace
+        from lpzero_fw.proxy.space import FormulaSpace
         from lpzero_fw.rules.apply import RuleSet
 
         rules = RuleSet("core")
@@ -108,7 +108,7 @@ def test_plugin_op_declaring_itself_the_inverse_of_exp_is_pruned_like_log(plugin
                 assert got == verdict, (template, op, got)
         assert rules.counts["cancelling_pair"] == 2 and rules.counts["domain_conflict"] == 2
         # plugin components join only when named, or with an explicit "all"
-        assert "example.log2" not in ProxySpace().unary and "example.log2" in ProxySpace(unary="all").unary
+        assert "example.log2" not in FormulaSpace().unary and "example.log2" in FormulaSpace(unary="all").unary
         assert "example.no_cube_of_exp" not in RuleSet("core").names
         assert "example.no_cube_of_exp" in RuleSet("all").names
         print("ok")

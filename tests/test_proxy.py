@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from lpzero_fw.ops.base import UnaryOp, Values
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate, result_layers
-from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Formula
 from lpzero_fw.formula.parse import FormulaError, format_proxy, parse
-from lpzero_fw.proxy.space import ProxySpace
+from lpzero_fw.proxy.space import FormulaSpace
 from lpzero_fw.registry import UNARY_OPS, LPZeroError
 
 PUBLISHED = [
@@ -33,8 +33,8 @@ def test_published_proxies_parse(text):
 
 def test_parse_builds_branches_innermost_first():
     proxy = parse(PUBLISHED[0])
-    assert proxy == Proxy(Branch("W", ("square", "l1_norm")), Branch("G", ("softmax", "square")), "sum")
-    assert parse("product(W, G)") == Proxy(Branch("W", ()), Branch("G", ()), "product")
+    assert proxy == Formula(Branch("W", ("square", "l1_norm")), Branch("G", ("softmax", "square")), "sum")
+    assert parse("product(W, G)") == Formula(Branch("W", ()), Branch("G", ()), "product")
 
 
 def _spaced(text: str, rng: random.Random) -> str:
@@ -44,7 +44,7 @@ def _spaced(text: str, rng: random.Random) -> str:
 
 def test_round_trip_of_1000_random_proxies():
     rng = random.Random(0)
-    spaces = [ProxySpace(n_unary=n) for n in (1, 2, 3)]
+    spaces = [FormulaSpace(n_unary=n) for n in (1, 2, 3)]
     for _ in range(1000):
         proxy = rng.choice(spaces).sample(rng)
         text = str(proxy)
@@ -109,21 +109,21 @@ def test_plugin_names_with_dots_are_accepted(dotted_op):
 
 # -- the search space ------------------------------------------------------------------------
 def test_space_size_and_validation():
-    space = ProxySpace(inputs=("W", "G"), unary=("abs", "square", "exp"), binary=("sum",), n_unary=2)
+    space = FormulaSpace(inputs=("W", "G"), unary=("abs", "square", "exp"), binary=("sum",), n_unary=2)
     assert space.size() == (2 * 3**2) ** 2
-    assert ProxySpace().size() == (6 * 21**2) ** 2 * 4
+    assert FormulaSpace().size() == (6 * 21**2) ** 2 * 4
     with pytest.raises(LPZeroError, match=r"n_unary=0"):
-        ProxySpace(n_unary=0)
+        FormulaSpace(n_unary=0)
     with pytest.raises(LPZeroError, match=r"unknown unary operator 'sqare'.*choose one of"):
-        ProxySpace(unary=("abs", "sqare"))
+        FormulaSpace(unary=("abs", "sqare"))
     with pytest.raises(LPZeroError, match=r"unknown statistic input 'X'.*choose one of: A, G, H, J, S, W"):
-        ProxySpace(inputs=("W", "X"))
+        FormulaSpace(inputs=("W", "X"))
     with pytest.raises(LPZeroError, match=r"unknown binary operator 'mul'"):
-        ProxySpace(binary=("mul",))
+        FormulaSpace(binary=("mul",))
 
 
 def test_sampling_is_seeded_uniform_and_inside_the_space():
-    space = ProxySpace(inputs=("W", "G"), unary=("abs", "square"), binary=("sum", "product"), n_unary=1)
+    space = FormulaSpace(inputs=("W", "G"), unary=("abs", "square"), binary=("sum", "product"), n_unary=1)
     draws = [space.sample(random.Random(7)) for _ in range(3)]
     assert draws[0] == draws[1] == draws[2]
     rng = random.Random(0)
@@ -137,7 +137,7 @@ def test_sampling_is_seeded_uniform_and_inside_the_space():
 
 
 def test_mutation_resamples_genes_with_the_given_probability():
-    space = ProxySpace()
+    space = FormulaSpace()
     rng = random.Random(3)
     parent = space.sample(rng)
     assert space.mutate(parent, rng, 0.0) == parent
@@ -154,7 +154,7 @@ def test_mutation_resamples_genes_with_the_given_probability():
 
 
 def test_crossover_takes_each_gene_from_a_parent():
-    space = ProxySpace()
+    space = FormulaSpace()
     rng = random.Random(5)
     a, b = space.sample(rng), space.sample(rng)
     genes = lambda p: [p.left.input, *p.left.ops, p.right.input, *p.right.ops, p.binary]  # noqa: E731
@@ -291,7 +291,7 @@ def _outcome(fn):
 def test_evaluator_matches_the_plain_definition_and_exact_matches_budget():
     """Cached fast path == plain definition; one chunk per layer == one chunk (k == n)."""
     rng = random.Random(11)
-    space = ProxySpace(n_unary=2)
+    space = FormulaSpace(n_unary=2)
     archs = {f"a{i}": (random_arch(i, 16, exact=False), random_arch(i, 16, exact=True)) for i in range(3)}
     fast = Evaluator(max_tensor_bytes=50_000)  # small LRU: exercise eviction too
     fast_exact = Evaluator()
@@ -350,7 +350,7 @@ def test_evaluation_is_robust_to_any_float_inputs(values, seed):
     x = torch.tensor(values, dtype=torch.float32).reshape(2, 4)
     stats = {s: [Values(x.clone(), torch.full((2, 1), 4.0))] for s in ("A", "J", "G", "H", "W", "S")}
     rng = random.Random(seed)
-    space = ProxySpace()
+    space = FormulaSpace()
     evaluator = Evaluator()
     for _ in range(30):
         proxy = space.sample(rng)
@@ -362,7 +362,7 @@ def test_evaluation_is_robust_to_any_float_inputs(values, seed):
 
 
 def test_layer_sum_round_trips_and_is_a_gene():
-    space = ProxySpace(layers=("mean", "sum"))
+    space = FormulaSpace(layers=("mean", "sum"))
     rng = random.Random(3)
     proxies = [space.sample(rng) for _ in range(300)]
     assert {p.layers for p in proxies} == {"mean", "sum"}
@@ -370,7 +370,7 @@ def test_layer_sum_round_trips_and_is_a_gene():
         assert parse(str(proxy)) == proxy
     assert str(parse("layer_sum(sum(l1_norm(G), prune(W)))")) == "layer_sum(sum(l1_norm(G), prune(W)))"
     with pytest.raises(LPZeroError, match="layers"):
-        ProxySpace(layers=("median",))
+        FormulaSpace(layers=("median",))
     with pytest.raises(FormulaError):
         parse("layer_sum(sum(l1_norm(G), prune(W))")
 
@@ -405,7 +405,7 @@ def test_a_registered_layer_reduction_parses_samples_and_scores_in_both_evaluato
 
     try:
         assert SqrtDepth.name == "sqrtdepth"
-        space = ProxySpace(layers=("mean", "sqrtdepth"))
+        space = FormulaSpace(layers=("mean", "sqrtdepth"))
         assert {space.sample(random.Random(s)).layers for s in range(40)} == {"mean", "sqrtdepth"}
         text = "sum(l1_norm(W), prune(A))"
         proxy = parse(f"layer_sqrtdepth({text})")

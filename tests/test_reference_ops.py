@@ -12,7 +12,7 @@ from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.reference import op_names, translate
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate
 from lpzero_fw.formula.parse import parse
-from lpzero_fw.proxy.space import ProxySpace
+from lpzero_fw.proxy.space import FormulaSpace
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError
 from lpzero_fw.stats.cache import StatsStore
 from lpzero_fw.stats.extract import summarize
@@ -125,10 +125,10 @@ def test_op_sets_from_class_attributes():
     assert len(ref) == len(ours) == 21
     assert set(op_names(BINARY_OPS, "reference")) == {"ref.sum", "ref.difference", "ref.product", "ref.matmul"}
     # the default search space stays ours; the reference one samples only reference ops
-    assert set(ProxySpace().unary) == set(ours)
-    assert set(ProxySpace(ops="reference").unary) == set(ref)
+    assert set(FormulaSpace().unary) == set(ours)
+    assert set(FormulaSpace(ops="reference").unary) == set(ref)
     with pytest.raises(LPZeroError, match="unknown search.ops 'paper'.*lpzero_fw, reference"):
-        ProxySpace(ops="paper")
+        FormulaSpace(ops="paper")
 
 
 def test_named_formulas_translate_and_round_trip():

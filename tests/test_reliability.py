@@ -131,6 +131,10 @@ CASES = {
     "cache_dir_is_a_file": Case(_file_as_cache_dir, ("not-a-dir", "not a writable directory")),
     "zero_threads": Case(("threads=0",), ("threads=0", "positive integer")),
     "unknown_logger_mode": Case(("logger=wandb", "logger.mode=nope"), ("'nope'", "offline, online, disabled")),
+    # registry.build: an option the component does not take, named with the valid ones
+    "unknown_strategy_option": Case(("+strategy.foo=1",), ("strategy.foo", "strategy=evolution", "population")),
+    "unknown_space_option": Case(("+search_space.foo=1",), ("search_space.foo", "search_space=gpt2", "word_grads")),
+    "unknown_logger_option": Case(("logger=wandb", "+logger.foo=1"), ("logger.foo", "logger=wandb", "project")),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from lpzero_fw.ops.base import Values
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy, evaluate
 from lpzero_fw.formula.parse import parse
-from lpzero_fw.proxy.space import ProxySpace
+from lpzero_fw.proxy.space import FormulaSpace
 from lpzero_fw.registry import RULES, LPZeroError
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.rules.base import PruningRule
@@ -154,7 +154,7 @@ def test_rejected_constant_proxies_really_are_constant():
     """A proxy whose only fault is a constant branch scores the same as its other branch plus a constant."""
     archs = [_random_stats(i) for i in range(4)]
     rng = random.Random(2)
-    space = ProxySpace()
+    space = FormulaSpace()
     rules = RuleSet(["constant_output", "domain_conflict"])
     checked = 0
     while checked < 40:
@@ -189,7 +189,7 @@ def test_static_shape_rules_predict_evaluator_shape_errors():
     rules = RuleSet(["shape_group_mismatch", "both_pruned"])
     evaluator = Evaluator()
     rng = random.Random(4)
-    space = ProxySpace()
+    space = FormulaSpace()
     for _ in range(1500):
         proxy = space.sample(rng)
         accepted = rules.static_reject(proxy) is None
@@ -227,7 +227,7 @@ def _referenced_ops() -> set[str]:
 
 def test_rules_know_operators_by_their_facts_not_their_names():
     """A renamed copy of a built-in op is pruned exactly like the op itself."""
-    from lpzero_fw.formula.genotype import Branch, Proxy
+    from lpzero_fw.formula.genotype import Branch, Formula
     from lpzero_fw.registry import UNARY_OPS
 
     renamed, core = {}, UNARY_OPS.names()
@@ -237,14 +237,14 @@ def test_rules_know_operators_by_their_facts_not_their_names():
             UNARY_OPS.register(renamed[name], type(f"Copy_{name}", (UNARY_OPS.get(name),), {}))
     try:
         rules, copies = RuleSet("core"), RuleSet("core")
-        assert not set(renamed.values()) & set(ProxySpace().unary)  # not core: not in a default search
-        space = ProxySpace(unary=core)
+        assert not set(renamed.values()) & set(FormulaSpace().unary)  # not core: not in a default search
+        space = FormulaSpace(unary=core)
         rng = random.Random(3)
         swap = lambda b: Branch(b.input, tuple(renamed.get(o, o) for o in b.ops))  # noqa: E731
         rejected = 0
         for _ in range(4000):
             proxy = space.sample(rng)
-            twin = Proxy(swap(proxy.left), swap(proxy.right), proxy.binary, proxy.layers)
+            twin = Formula(swap(proxy.left), swap(proxy.right), proxy.binary, proxy.layers)
             verdict = rules.static_reject(proxy)
             assert copies.static_reject(twin) == verdict, (str(proxy), str(twin))
             rejected += verdict is not None

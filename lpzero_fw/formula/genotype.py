@@ -13,8 +13,12 @@ class Branch:
 
 
 @dataclass(frozen=True)
-class Proxy:
-    """``binary(left, right)``; prints as a formula that :func:`parse` reads back.
+class Formula:
+    """A searched proxy: ``binary(left, right)``; prints as text that :func:`parse` reads back.
+
+    Names: a *proxy* is anything that scores an architecture (``proxy=`` takes a formula
+    or a baseline); a ``Formula`` is the searched kind, a ``BaselineProxy`` the
+    human-designed kind.
 
     ``layers``: a registered layer reduction (``LAYER_REDUCTIONS``); the default
     ``"mean"`` prints bare, any other as ``layer_<name>(binary(left, right))``.
@@ -35,3 +39,8 @@ def _branch_str(branch: Branch) -> str:
     for op in branch.ops:
         text = f"{op}({text})"
     return text
+
+
+#: the earlier name of ``Formula``, kept for plugins (``lpzero_fw.__all__`` is stable
+#: within a major version)
+Proxy = Formula

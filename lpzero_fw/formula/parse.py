@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Formula
 from lpzero_fw.registry import BINARY_OPS, LAYER_REDUCTIONS, STATS, UNARY_OPS, LPZeroError, Registry
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<punct>[(),])|(?P<bad>\S))")
@@ -27,7 +27,7 @@ class FormulaError(LPZeroError):
     """A malformed proxy formula or one naming unknown components."""
 
 
-def format_proxy(proxy: Proxy) -> str:
+def format_proxy(proxy: Formula) -> str:
     """The canonical text of ``proxy`` (same as ``str(proxy)``)."""
     return str(proxy)
 
@@ -91,7 +91,7 @@ class _Parser:
             raise self.fail(registry.unknown_message(token[1]), token)
         return token[1]
 
-    def proxy(self) -> Proxy:
+    def proxy(self) -> Formula:
         layers = "mean"
         token = self.peek()
         if token[0] == "name" and token[1].startswith("layer_") and token[1][6:] != "mean":
@@ -108,7 +108,7 @@ class _Parser:
             self.expect(")", f"closing layer_{layers}")
         if self.peek()[0] != "end":
             raise self.fail("unexpected text after the formula")
-        return Proxy(left, right, binary, layers)
+        return Formula(left, right, binary, layers)
 
     def branch(self) -> Branch:
         ops: list[str] = []
@@ -126,8 +126,8 @@ class _Parser:
         return Branch(symbol, tuple(reversed(ops)))
 
 
-def parse(text: str) -> Proxy:
-    """Parse ``binary(unary...(X), unary...(Y))`` into a :class:`Proxy`."""
+def parse(text: str) -> Formula:
+    """Parse ``binary(unary...(X), unary...(Y))`` into a :class:`Formula`."""
     if not isinstance(text, str):
         raise FormulaError(f"a proxy formula must be a string, got {type(text).__name__}")
     return _Parser(text).proxy()

@@ -92,7 +92,7 @@ def _stand_in(registry: Registry, name: str, op_set: str) -> str:
 
 def translate(formula: str, op_set: str) -> str:
     """``formula`` (in ``lpzero_fw`` op names) with every op replaced by ``op_set``'s stand-in."""
-    from lpzero_fw.formula.genotype import Branch, Proxy
+    from lpzero_fw.formula.genotype import Branch, Formula
     from lpzero_fw.formula.parse import parse
 
     _check_set(op_set)
@@ -101,7 +101,7 @@ def translate(formula: str, op_set: str) -> str:
     def branch(b: Branch) -> Branch:
         return Branch(b.input, tuple(_stand_in(UNARY_OPS, op, op_set) for op in b.ops))
 
-    return str(Proxy(branch(proxy.left), branch(proxy.right), _stand_in(BINARY_OPS, proxy.binary, op_set),
+    return str(Formula(branch(proxy.left), branch(proxy.right), _stand_in(BINARY_OPS, proxy.binary, op_set),
                      proxy.layers))
 
 

@@ -71,7 +71,7 @@ import torch
 
 from lpzero_fw.ops.base import Values
 from lpzero_fw.ops.binary import OperandMismatch
-from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Formula
 from lpzero_fw.registry import BINARY_OPS, LAYER_REDUCTIONS, UNARY_OPS, LPZeroError
 
 ArchStats = Mapping[str, Sequence[Values]]
@@ -114,7 +114,7 @@ def _chunks(stats: ArchStats, symbol: str) -> Sequence[Values]:
     return chunks
 
 
-def absent_input(proxy: Proxy, stats: ArchStats) -> str | None:
+def absent_input(proxy: Formula, stats: ArchStats) -> str | None:
     """The first input a non-pruned branch of ``proxy`` reads that has no layers here, else None."""
     for branch in (proxy.left, proxy.right):
         if not _removes(branch.ops) and _layers(stats.get(branch.input) or ()) == 0:
@@ -223,7 +223,7 @@ def _score_of(chunks: Sequence[Values]) -> float:
         return float(np.mean(_row_means(chunks)))
 
 
-def result_layers(proxy: Proxy, stats: ArchStats) -> int:
+def result_layers(proxy: Formula, stats: ArchStats) -> int:
     """How many layer rows the combined result of ``proxy`` has (for ``layer_sum``).
 
     The remaining branch's when one is pruned; the shared count when both branches
@@ -252,7 +252,7 @@ def _layers_after(left: tuple[int, bool] | None, right: tuple[int, bool] | None)
     return right[0] if left[1] else left[0]
 
 
-def evaluate(proxy: Proxy, stats: ArchStats) -> float:
+def evaluate(proxy: Formula, stats: ArchStats) -> float:
     """The proxy's score on one architecture (plain definition, no caching).
 
     Raises :class:`InvalidProxy`; may return ``nan``/``inf``.
@@ -261,7 +261,7 @@ def evaluate(proxy: Proxy, stats: ArchStats) -> float:
     return LAYER_REDUCTIONS.get(proxy.layers)().reduce(value, result_layers(proxy, stats))
 
 
-def _evaluate_mean(proxy: Proxy, stats: ArchStats) -> float:
+def _evaluate_mean(proxy: Formula, stats: ArchStats) -> float:
     try:
         with torch.inference_mode():
             branches = []
@@ -364,7 +364,7 @@ class Evaluator:
         self.misses = 0
 
     # -- public API -----------------------------------------------------------------
-    def score(self, proxy: Proxy, arch_key: Any, stats: ArchStats) -> float:
+    def score(self, proxy: Formula, arch_key: Any, stats: ArchStats) -> float:
         """The proxy's score on one architecture; raises :class:`InvalidProxy`."""
         summaries = self._summaries.get(arch_key)
         if summaries is None or self._stats[arch_key] is not stats:
@@ -388,7 +388,7 @@ class Evaluator:
             reduction = self._reductions[proxy.layers] = LAYER_REDUCTIONS.get(proxy.layers)()
         return reduction.reduce(value, _result_layers(left, right))
 
-    def _mean_score(self, proxy: Proxy, arch_key: Any, stats: ArchStats,
+    def _mean_score(self, proxy: Formula, arch_key: Any, stats: ArchStats,
                     left: _BranchResult, right: _BranchResult) -> float:
         binary = self._binary.get(proxy.binary) or self._binary_op(proxy.binary)
         kind = binary[1]
@@ -408,7 +408,7 @@ class Evaluator:
             return left.mean * right.mean
         return self._generic(binary, arch_key, proxy, stats, left, right)
 
-    def score_many(self, proxies: Sequence[Proxy], stats: Mapping[Any, ArchStats]) -> BatchScores:
+    def score_many(self, proxies: Sequence[Formula], stats: Mapping[Any, ArchStats]) -> BatchScores:
         """Score every proxy on every architecture of ``stats`` (arch key -> statistics)."""
         keys = list(stats)
         scores = np.full((len(proxies), len(keys)), np.nan)
@@ -456,7 +456,7 @@ class Evaluator:
             raise InvalidProxy("both_pruned")
         return (right if left is _PRUNED else left).mean
 
-    def _generic(self, binary: tuple, arch_key: Any, proxy: Proxy, stats: ArchStats,
+    def _generic(self, binary: tuple, arch_key: Any, proxy: Formula, stats: ArchStats,
                  left: _BranchResult, right: _BranchResult) -> float:
         op, _, row_means = binary
         if row_means is not None:
@@ -488,7 +488,7 @@ class Evaluator:
             raise InvalidProxy(cached.rule, cached.detail)
         return cached
 
-    def _slow(self, op, arch_key: Any, proxy: Proxy, stats: ArchStats) -> float:
+    def _slow(self, op, arch_key: Any, proxy: Formula, stats: ArchStats) -> float:
         """Score from whole branch tensors (tensor×tensor product/matmul, plugin ops)."""
         try:
             with torch.inference_mode():

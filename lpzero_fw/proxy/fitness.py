@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 from scipy import stats
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy
-from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.formula.genotype import Formula
 from lpzero_fw.rules.apply import RuleSet
 
 
@@ -35,7 +35,7 @@ class ProxyScorer:
         self._quality_ranks: dict[tuple, np.ndarray] = {}
         self.evaluated: set[str] = set()
 
-    def scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True) -> np.ndarray:
+    def scores(self, proxy: Formula, arch_ids: list[str], dynamic: bool = True) -> np.ndarray:
         """Raw proxy scores on ``arch_ids``; raises :class:`InvalidProxy`.
 
         Dynamic rules look at the scores after the first 3 and 10 archs (early stop)
@@ -44,7 +44,7 @@ class ProxyScorer:
         """
         return self.defined_scores(proxy, arch_ids, dynamic)[0]
 
-    def defined_scores(self, proxy: Proxy, arch_ids: list[str], dynamic: bool = True):
+    def defined_scores(self, proxy: Formula, arch_ids: list[str], dynamic: bool = True):
         """``(scores, defined)``: :meth:`scores` and the mask of archs that have every input."""
         values = np.empty(len(arch_ids))
         defined = np.ones(len(arch_ids), dtype=bool)
@@ -80,11 +80,11 @@ class ProxyScorer:
         r = r - r.mean()
         return float(np.dot(r, ranks) / np.linalg.norm(r))
 
-    def static_ok(self, proxy: Proxy) -> bool:
+    def static_ok(self, proxy: Formula) -> bool:
         """The acceptance filter handed to strategies (counts rejections)."""
         return _static_ok(self.rules, self.rejected, proxy)
 
-    def rho(self, proxy: Proxy, arch_ids: list[str]) -> float:
+    def rho(self, proxy: Formula, arch_ids: list[str]) -> float:
         """Spearman rho of ``proxy`` on the ``arch_ids`` it is defined on (dynamic rules on);
         raises :class:`InvalidProxy`."""
         values, defined = self.defined_scores(proxy, arch_ids)
@@ -95,7 +95,7 @@ class ProxyScorer:
             raise InvalidProxy("undefined_correlation")
         return rho
 
-    def fitness(self, proxy: Proxy, arch_ids: list[str]) -> float | None:
+    def fitness(self, proxy: Formula, arch_ids: list[str]) -> float | None:
         key = str(proxy)
         if key in self.memo:
             return self.memo[key]
@@ -134,10 +134,10 @@ class MultiScorer:
         """Per benchmark label: every architecture id its scorer computed a proxy on."""
         return {label: scorer.evaluated for label, (scorer, _) in self.parts.items()}
 
-    def static_ok(self, proxy: Proxy) -> bool:
+    def static_ok(self, proxy: Formula) -> bool:
         return _static_ok(self.rules, self.rejected, proxy)
 
-    def fitness(self, proxy: Proxy, arch_ids=None) -> float | None:
+    def fitness(self, proxy: Formula, arch_ids=None) -> float | None:
         """Aggregate rho (``arch_ids`` is ignored: each benchmark has its own sample)."""
         key = str(proxy)
         if key in self.memo:
@@ -158,7 +158,7 @@ class MultiScorer:
         return result
 
 
-def _static_ok(rules: RuleSet, rejected: Counter, proxy: Proxy) -> bool:
+def _static_ok(rules: RuleSet, rejected: Counter, proxy: Formula) -> bool:
     """Whether the static rules accept ``proxy``; a rejection is counted under its rule."""
     rule = rules.static_reject(proxy)
     if rule is not None:

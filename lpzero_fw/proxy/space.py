@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Formula
 from lpzero_fw.registry import BINARY_OPS, CORE_ORIGIN, LAYER_REDUCTIONS, STATS, UNARY_OPS, LPZeroError, Registry
 
 
@@ -39,7 +39,7 @@ def _choices(values: Iterable[str] | str | None, registry: Registry, key: str,
     return chosen
 
 
-class ProxySpace:
+class FormulaSpace:
     """All proxies ``binary(u_n(...u_1(X)), v_n(...v_1(Y)))`` over the given choices.
 
     ``inputs``: statistic symbols; ``unary`` / ``binary``: operator names. Each may be
@@ -75,7 +75,7 @@ class ProxySpace:
 
     def __repr__(self) -> str:
         return (
-            f"ProxySpace(inputs={self.inputs}, unary={len(self.unary)} ops, "
+            f"FormulaSpace(inputs={self.inputs}, unary={len(self.unary)} ops, "
             f"binary={self.binary}, n_unary={self.n_unary})"
         )
 
@@ -99,7 +99,7 @@ class ProxySpace:
         return branches * branches * len(self.binary) * len(self.layers)
 
     def __contains__(self, proxy: object) -> bool:
-        if not isinstance(proxy, Proxy) or proxy.binary not in self.binary or proxy.layers not in self.layers:
+        if not isinstance(proxy, Formula) or proxy.binary not in self.binary or proxy.layers not in self.layers:
             return False
         return all(
             b.input in self.inputs and len(b.ops) == self.n_unary and all(o in self.unary for o in b.ops)
@@ -111,12 +111,12 @@ class ProxySpace:
         symbol = rng.choice(self.inputs)
         return Branch(symbol, tuple(rng.choice(self.unary) for _ in range(self.n_unary)))
 
-    def sample(self, rng: random.Random) -> Proxy:
+    def sample(self, rng: random.Random) -> Formula:
         """A uniformly random proxy."""
         left = self._branch(rng)
         right = self._branch(rng)
         binary = rng.choice(self.binary)
-        return Proxy(left, right, binary, self._layers(rng))
+        return Formula(left, right, binary, self._layers(rng))
 
     def _layers(self, rng: random.Random) -> str:
         # a single choice draws nothing, so mean-only spaces keep the paper's RNG stream
@@ -127,7 +127,7 @@ class ProxySpace:
         ops = tuple(rng.choice(self.unary) if rng.random() < prob else op for op in branch.ops)
         return Branch(symbol, ops)
 
-    def mutate(self, proxy: Proxy, rng: random.Random, prob: float) -> Proxy:
+    def mutate(self, proxy: Formula, rng: random.Random, prob: float) -> Formula:
         """Re-sample each gene independently with probability ``prob``."""
         if not 0 <= prob <= 1:
             raise LPZeroError(f"mutation probability {prob} must lie in [0, 1]")
@@ -137,7 +137,7 @@ class ProxySpace:
         layers = proxy.layers
         if len(self.layers) > 1 and rng.random() < prob:
             layers = self._layers(rng)
-        return Proxy(left, right, binary, layers)
+        return Formula(left, right, binary, layers)
 
     @staticmethod
     def _cross_branch(a: Branch, b: Branch, rng: random.Random) -> Branch:
@@ -146,7 +146,7 @@ class ProxySpace:
             return Branch(symbol, a.ops if rng.random() < 0.5 else b.ops)
         return Branch(symbol, tuple(x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)))
 
-    def crossover(self, a: Proxy, b: Proxy, rng: random.Random) -> Proxy:
+    def crossover(self, a: Formula, b: Formula, rng: random.Random) -> Formula:
         """Uniform crossover: each gene from ``a`` or ``b`` with probability 0.5."""
         left = self._cross_branch(a.left, b.left, rng)
         right = self._cross_branch(a.right, b.right, rng)
@@ -154,4 +154,4 @@ class ProxySpace:
         layers = a.layers
         if a.layers != b.layers:
             layers = a.layers if rng.random() < 0.5 else b.layers
-        return Proxy(left, right, binary, layers)
+        return Formula(left, right, binary, layers)

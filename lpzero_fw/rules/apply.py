@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.formula.genotype import Formula
 from lpzero_fw.registry import CORE_ORIGIN, RULES, LPZeroError
 from lpzero_fw.rules.base import PruningRule
 
@@ -49,7 +49,7 @@ class RuleSet:
     def __repr__(self) -> str:
         return f"RuleSet({self.names})"
 
-    def static_reject(self, proxy: Proxy) -> str | None:
+    def static_reject(self, proxy: Formula) -> str | None:
         """Name of the first static rule rejecting ``proxy`` (counted), else None."""
         for name, rule in self.static_rules:
             if rule.rejects(proxy):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 class PruningRule(ABC):
     """Rejects a proxy before it is scored (static) or while it is scored (dynamic).
 
-    Static rules get a :class:`~lpzero_fw.formula.genotype.Proxy`; dynamic rules get
+    Static rules get a :class:`~lpzero_fw.formula.genotype.Formula`; dynamic rules get
     the numpy array of scores computed so far (one per architecture, in order).
     ``example`` / ``near_miss`` are formula strings (static) that the rule must
     reject / accept; the test-suite checks every registered rule with them.

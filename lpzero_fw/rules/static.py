@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
-from lpzero_fw.formula.genotype import Branch, Proxy
+from lpzero_fw.formula.genotype import Branch, Formula
 from lpzero_fw.ops.base import BinaryOp, UnaryOp
 from lpzero_fw.registry import BINARY_OPS, RULES, STATS, UNARY_OPS
 from lpzero_fw.rules.base import PruningRule
@@ -136,7 +136,7 @@ def shape_group(symbol: str) -> str:
     return symbol
 
 
-def _live(proxy: Proxy) -> list[BranchInfo]:
+def _live(proxy: Formula) -> list[BranchInfo]:
     return [info for info in (analyze(proxy.left), analyze(proxy.right)) if not info.pruned]
 
 
@@ -148,7 +148,7 @@ class _StepRule(PruningRule):
     def bad(self, step: Step) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def rejects(self, proxy: Proxy) -> bool:
+    def rejects(self, proxy: Formula) -> bool:
         return any(self.bad(step) for info in _live(proxy) for step in info.steps)
 
 
@@ -160,7 +160,7 @@ class BothPruned(PruningRule):
     example = "sum(prune(abs(W)), square(prune(G)))"
     near_miss = "sum(prune(abs(W)), square(abs(G)))"
 
-    def rejects(self, proxy: Proxy) -> bool:
+    def rejects(self, proxy: Formula) -> bool:
         return analyze(proxy.left).pruned and analyze(proxy.right).pruned
 
 
@@ -242,7 +242,7 @@ class ZeroMeanBranch(PruningRule):
     example = "sum(normalize(abs(W)), square(A))"
     near_miss = "product(normalize(abs(W)), normalize(G))"
 
-    def rejects(self, proxy: Proxy) -> bool:
+    def rejects(self, proxy: Formula) -> bool:
         left, right = analyze(proxy.left), analyze(proxy.right)
         if left.pruned or right.pruned:
             live = right if left.pruned else left
@@ -263,7 +263,7 @@ class ShapeGroupMismatch(PruningRule):
     example = "sum(square(W), abs(A))"
     near_miss = "sum(square(W), abs(G))"
 
-    def rejects(self, proxy: Proxy) -> bool:
+    def rejects(self, proxy: Formula) -> bool:
         left, right = analyze(proxy.left), analyze(proxy.right)
         if left.pruned or right.pruned or left.scalar or right.scalar:
             return False
@@ -280,7 +280,7 @@ class ScalarMatmul(PruningRule):
     example = "matmul(l1_norm(W), abs(G))"
     near_miss = "matmul(square(W), abs(G))"
 
-    def rejects(self, proxy: Proxy) -> bool:
+    def rejects(self, proxy: Formula) -> bool:
         left, right = analyze(proxy.left), analyze(proxy.right)
         if left.pruned or right.pruned:
             return False

@@ -5,7 +5,7 @@ import random
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
-from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.formula.genotype import Formula
 from lpzero_fw.registry import LPZeroError
 
 #: how many proposals in a row the acceptance filter may refuse before we give up
@@ -22,19 +22,19 @@ class SearchStrategy(ABC):
     population counts as one iteration.
     """
 
-    def __init__(self, space: Any, seed: int, accept: Callable[[Proxy], bool] | None = None) -> None:
+    def __init__(self, space: Any, seed: int, accept: Callable[[Formula], bool] | None = None) -> None:
         self.space = space
         self.rng = random.Random(seed)
         self.accept = accept or (lambda proxy: True)
         self.iteration = 0
-        self.best: tuple[Proxy, float] | None = None
+        self.best: tuple[Formula, float] | None = None
 
     @abstractmethod
-    def ask(self) -> list[Proxy]:
+    def ask(self) -> list[Formula]:
         """Candidates to score next."""
 
     @abstractmethod
-    def tell(self, proxies: list[Proxy], fitness: list[float | None]) -> None:
+    def tell(self, proxies: list[Formula], fitness: list[float | None]) -> None:
         """Fitness (Spearman rho) of the proxies from the last :meth:`ask`."""
 
     @property
@@ -52,7 +52,7 @@ class SearchStrategy(ABC):
         return [] if self.best is None else [self.best[1]]
 
     # -- shared helpers -----------------------------------------------------------
-    def _draw(self, propose: Callable[[], Proxy]) -> Proxy:
+    def _draw(self, propose: Callable[[], Formula]) -> Formula:
         """First accepted proposal from ``propose``."""
         for _ in range(MAX_REJECTED_PROPOSALS):
             proxy = propose()
@@ -63,7 +63,7 @@ class SearchStrategy(ABC):
             "the proxy space is (nearly) empty: allow more operators or use pruning=none"
         )
 
-    def _record(self, proxy: Proxy, fitness: float | None) -> None:
+    def _record(self, proxy: Formula, fitness: float | None) -> None:
         if fitness is not None and (self.best is None or fitness > self.best[1]):
             self.best = (proxy, fitness)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.formula.genotype import Formula
 from lpzero_fw.registry import STRATEGIES, LPZeroError
 from lpzero_fw.strategies.base import SearchStrategy
 
@@ -25,7 +25,7 @@ class Evolution(SearchStrategy):
         self,
         space: Any,
         seed: int,
-        accept: Callable[[Proxy], bool] | None = None,
+        accept: Callable[[Formula], bool] | None = None,
         *,
         iterations: int = 1000,
         population: int = 80,
@@ -53,7 +53,7 @@ class Evolution(SearchStrategy):
         self.mutation_prob = mutation_prob
         self.gene_mutation_prob = gene_mutation_prob
         self.max_init_attempts = max_init_attempts
-        self.population: list[tuple[Proxy, float]] = []
+        self.population: list[tuple[Formula, float]] = []
         self.init_attempts = 0
 
     @property
@@ -68,7 +68,7 @@ class Evolution(SearchStrategy):
     def total_iterations(self) -> int:
         return self.iterations
 
-    def ask(self) -> list[Proxy]:
+    def ask(self) -> list[Formula]:
         if self.initialising:
             if self.init_attempts >= self.max_init_attempts:
                 raise LPZeroError(
@@ -78,7 +78,7 @@ class Evolution(SearchStrategy):
             return [self._draw(lambda: self.space.sample(self.rng))]
         return [self._draw(self._offspring)]
 
-    def _offspring(self) -> Proxy:
+    def _offspring(self) -> Formula:
         ranked = sorted(self.population, key=lambda member: member[1], reverse=True)
         top = ranked[: max(2, math.ceil(self.tournament_ratio * len(ranked)))]
         first, second = self.rng.choice(top)[0], self.rng.choice(top)[0]
@@ -89,7 +89,7 @@ class Evolution(SearchStrategy):
             child = self.space.mutate(child, self.rng, self.gene_mutation_prob)
         return child
 
-    def tell(self, proxies: list[Proxy], fitness: list[float | None]) -> None:
+    def tell(self, proxies: list[Formula], fitness: list[float | None]) -> None:
         for proxy, value in zip(proxies, fitness):
             self._record(proxy, value)
             if self.initialising:

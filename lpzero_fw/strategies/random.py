@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lpzero_fw.formula.genotype import Proxy
+from lpzero_fw.formula.genotype import Formula
 from lpzero_fw.registry import STRATEGIES, LPZeroError
 from lpzero_fw.strategies.base import SearchStrategy
 
@@ -17,7 +17,7 @@ class RandomSearch(SearchStrategy):
         self,
         space: Any,
         seed: int,
-        accept: Callable[[Proxy], bool] | None = None,
+        accept: Callable[[Formula], bool] | None = None,
         *,
         iterations: int = 1000,
         population: int = 80,
@@ -39,10 +39,10 @@ class RandomSearch(SearchStrategy):
     def total_iterations(self) -> int:
         return self.budget
 
-    def ask(self) -> list[Proxy]:
+    def ask(self) -> list[Formula]:
         return [self._draw(lambda: self.space.sample(self.rng))]
 
-    def tell(self, proxies: list[Proxy], fitness: list[float | None]) -> None:
+    def tell(self, proxies: list[Formula], fitness: list[float | None]) -> None:
         for proxy, value in zip(proxies, fitness):
             self.iteration += 1
             self._record(proxy, value)

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from lpzero_fw.data.locate import resolve_root
-from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
+from lpzero_fw.registry import SEARCH_SPACES, LPZeroError, build
 from lpzero_fw.search_spaces.base import SearchSpace
 from lpzero_fw.stats.cache import LazyStats, StatsStore
 
@@ -62,7 +62,8 @@ def build_space(cfg: DictConfig) -> SearchSpace:
         benchmark = root / benchmark
     if not benchmark.exists():
         raise LPZeroError(f"search_space.benchmark={str(benchmark)!r} does not exist")
-    return SEARCH_SPACES.get(name)(benchmark=str(benchmark), data=to_dict(cfg.data), **params)
+    return build(SEARCH_SPACES, {"name": name, **params}, benchmark=str(benchmark), data=to_dict(cfg.data),
+                 group="search_space")
 
 
 def build_fabric(cfg: DictConfig):

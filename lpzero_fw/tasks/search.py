@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import absent_counts
 from lpzero_fw.proxy.fitness import MultiScorer, ProxyScorer
-from lpzero_fw.proxy.space import ProxySpace
-from lpzero_fw.registry import STRATEGIES, TASKS, LPZeroError
+from lpzero_fw.proxy.space import FormulaSpace
+from lpzero_fw.registry import STRATEGIES, TASKS, LPZeroError, build
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.tasks import checkpoint
 from lpzero_fw.tasks.common import (
@@ -49,10 +49,8 @@ HISTORY_FIELDS = [
 ]
 
 
-def build_strategy(cfg: DictConfig, proxy_space: ProxySpace, accept):
-    params = to_dict(cfg.strategy)
-    name = params.pop("name")
-    return STRATEGIES.get(name)(proxy_space, int(cfg.seed), accept, **params)
+def build_strategy(cfg: DictConfig, proxy_space: FormulaSpace, accept):
+    return build(STRATEGIES, cfg.strategy, proxy_space, int(cfg.seed), accept, group="strategy")
 
 
 @dataclass
@@ -103,7 +101,7 @@ def run(cfg: DictConfig) -> dict:
     aggregate = str(cfg.search.get("aggregate", "min"))
     if aggregate not in MultiScorer.AGGREGATES:
         raise LPZeroError(f"search.aggregate={aggregate!r}; choose one of: {', '.join(MultiScorer.AGGREGATES)}")
-    proxy_space = ProxySpace(
+    proxy_space = FormulaSpace(
         inputs=cfg.search.inputs,  # a list, "core" or "all" (plugins join only when named)
         unary=cfg.search.unary,
         binary=cfg.search.binary,

@@ -26,7 +26,7 @@ from lpzero_fw import (
     BaselineProxy,
     Batch,
     PruningRule,
-    Proxy,
+    Formula,
     StatExtractor,
     Taps,
     UnaryOp,
@@ -91,7 +91,7 @@ class NoCubeOfExp(PruningRule):
     example = "sum(example.cube(exp(W)), square(G))"
     near_miss = "sum(exp(example.cube(W)), square(G))"
 
-    def rejects(self, subject: Proxy) -> bool:
+    def rejects(self, subject: Formula) -> bool:
         for branch in (subject.left, subject.right):
             for inner, outer in zip(branch.ops, branch.ops[1:]):
                 if inner == "exp" and outer == "example.cube":
