@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.tasks import build_benchmark
-from tests.test_cli import REPO, run_app, run_cli
+from tests.test_cli import REPO, run_app
 
 TINY = [
     "task=build_benchmark", "data=wikitext2", "logger=none", "build.n_archs=6",
@@ -103,12 +103,12 @@ def test_search_and_rank_on_the_built_table(built, wikitext, tmp_path, stats_cac
         f"data.path={wikitext[1]}", "data.seq_len=16",
         "data.batch_size=2", "logger=none", "threads=1", f"cache.dir={stats_cache}",
     ]
-    search = run_cli(*common, "strategy.iterations=10", "strategy.population=6", "search.n_archs=6", "search.holdout=0",
+    search = run_app(*common, "strategy.iterations=10", "strategy.population=6", "search.n_archs=6", "search.holdout=0",
                      f"hydra.run.dir={tmp_path / 's'}")
     assert search.returncode == 0, search.stderr[-3000:]
     result = json.loads((tmp_path / "s" / "result.json").read_text())
     assert result["full"]["n_archs"] == 6 and -1 <= result["full"]["kendall_tau"] <= 1
-    rank = run_cli(*common, "task=rank", f"proxy=[num_parameters,nonembedding_parameters,'{result['best_proxy']}']",
+    rank = run_app(*common, "task=rank", f"proxy=[num_parameters,nonembedding_parameters,'{result['best_proxy']}']",
                    f"hydra.run.dir={tmp_path / 'r'}")
     assert rank.returncode == 0, rank.stderr[-3000:]
     ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())

@@ -14,7 +14,7 @@ from lpzero_fw.proxy import fitness
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.gpt2 import GPT2Space
 from lpzero_fw.tasks import search
-from tests.test_cli import REPO, run_app, run_cli
+from tests.test_cli import REPO, run_app
 
 SMALL = ["strategy.iterations=10", "strategy.population=8", "search.n_archs=10", "logger=none", "threads=1",
          "data.batch_size=2", "data.seq_len=32"]
@@ -84,7 +84,7 @@ def test_bad_holdout_is_one_line(tmp_path, value, words):
 
 def test_holdout_zero_keeps_todays_behaviour(tmp_path, stats_cache, gpt2_40):
     run = tmp_path / "run"
-    result = run_cli(*SMALL, "search.holdout=0", "search.n_archs=40", f"search_space.benchmark={gpt2_40.benchmark}",
+    result = run_app(*SMALL, "search.holdout=0", "search.n_archs=40", f"search_space.benchmark={gpt2_40.benchmark}",
                      f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((run / "result.json").read_text())
@@ -114,7 +114,7 @@ def test_rank_mean_orders_by_average_rank_and_marks_missing():
 
 def test_rank_reports_held_out_rows_and_scores_csv(tmp_path, stats_cache):
     run = tmp_path / "rank"
-    result = run_cli("task=rank", "proxy=[nonembedding_parameters,lpzero_gpt2,'ensemble(nonembedding_parameters, lpzero_gpt2)']",
+    result = run_app("task=rank", "proxy=[nonembedding_parameters,lpzero_gpt2,'ensemble(nonembedding_parameters, lpzero_gpt2)']",
                      "rank.n_archs=8", "search.holdout=0.5", "seed=2", "logger=none", "threads=1",
                      "data.batch_size=2", "data.seq_len=32",
                      f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
@@ -141,7 +141,7 @@ def test_report_gives_held_out_mean_and_std_over_seeds(tmp_path):
             "full": {"kendall_tau": 0.7, "spearman_rho": 0.8, "n_archs": 200},
             "heldout": {"kendall_tau": tau, "spearman_rho": rho, "n_archs": 100}}))
     report = tmp_path / "report"
-    result = run_cli("task=report", f"report.sweep_dir={sweep}", "logger=none", f"hydra.run.dir={report}")
+    result = run_app("task=report", f"report.sweep_dir={sweep}", "logger=none", f"hydra.run.dir={report}")
     assert result.returncode == 0, result.stderr[-3000:]
     text = (report / "report.md").read_text()
     assert "held-out τ mean ± std" in text and "0.8500 ± 0.0500" in text and "0.9250 ± 0.0250" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import run_cli
+from tests.test_cli import run_app
 
 SMALL = [
     "strategy.iterations=30", "strategy.population=12", "search.n_archs=10",
@@ -33,7 +33,7 @@ def bench(gpt2_40_benchmark) -> str:
 
 
 def search(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(*SMALL, f"cache.dir={cache}", f"hydra.run.dir={run_dir}", *extra)
+    return run_app(*SMALL, f"cache.dir={cache}", f"hydra.run.dir={run_dir}", *extra)
 
 
 def read_result(run_dir: Path) -> dict:
@@ -65,7 +65,7 @@ def test_search_writes_the_contract_and_is_deterministic(tmp_path, shared_cache,
     assert strip(first / "history.csv") == strip(second / "history.csv")
 
     # the printed formula reproduces its full-benchmark correlation through task=rank
-    ranked = run_cli("task=rank", f"proxy='{result['best_proxy']}'", "logger=none", bench,
+    ranked = run_app("task=rank", f"proxy='{result['best_proxy']}'", "logger=none", bench,
                      f"cache.dir={shared_cache}", f"hydra.run.dir={tmp_path / 'rank'}")
     assert ranked.returncode == 0, ranked.stderr[-3000:]
     row = json.loads((tmp_path / "rank" / "ranking.json").read_text())[0]
@@ -74,7 +74,7 @@ def test_search_writes_the_contract_and_is_deterministic(tmp_path, shared_cache,
 
 def test_random_strategy_runs(tmp_path, shared_cache, bench):
     # also the default logger: W&B in offline mode writes a run under the run directory
-    r = run_cli("strategy=random", bench, "strategy.iterations=28", "strategy.population=12", "search.n_archs=10",
+    r = run_app("strategy=random", bench, "strategy.iterations=28", "strategy.population=12", "search.n_archs=10",
                 f"cache.dir={shared_cache}", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
     result = read_result(tmp_path)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.test_cli import run_app, run_cli
+from tests.test_cli import run_app
 
 TINY = ["data.batch_size=2", "data.seq_len=32"]  # small batches: these tests check plumbing, not quality
 
@@ -29,7 +29,7 @@ def small_benchmarks(data_root, tmp_path_factory):
 def test_transfer_over_two_benchmarks_writes_all_files(tmp_path, stats_cache, small_benchmarks):
     gpt2, flexibert = small_benchmarks
     run = tmp_path / "transfer"
-    result = run_cli("task=transfer", "proxy=[nonembedding_parameters,lpzero_gpt2]", *TINY,
+    result = run_app("task=transfer", "proxy=[nonembedding_parameters,lpzero_gpt2]", *TINY,
                      f"transfer.benchmarks=[{gpt2},{flexibert}]", "logger=none", "threads=1",
                      f"cache.dir={stats_cache}", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -48,7 +48,7 @@ def test_transfer_over_two_benchmarks_writes_all_files(tmp_path, stats_cache, sm
 def test_multi_benchmark_search_end_to_end(tmp_path, stats_cache, small_benchmarks):
     gpt2, flexibert = small_benchmarks
     run = tmp_path / "multi"
-    result = run_cli(f"search.benchmarks=[{gpt2},{flexibert}]", "search.aggregate=mean", "search.n_archs=4", *TINY,
+    result = run_app(f"search.benchmarks=[{gpt2},{flexibert}]", "search.aggregate=mean", "search.n_archs=4", *TINY,
                      "search.holdout=0.4", f"search.transfer_to=[{gpt2}]", "strategy.iterations=6",
                      "strategy.population=6", "logger=none", "threads=1",
                      f"cache.dir={stats_cache}", f"hydra.run.dir={run}")

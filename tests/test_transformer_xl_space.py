@@ -28,7 +28,7 @@ from lpzero_fw.search_spaces.models.mem_transformer import (
     model_param_counts,
 )
 from lpzero_fw.stats.extract import extract_raw
-from tests.test_cli import run_app, run_cli
+from tests.test_cli import run_app
 from tests.test_reliability import HYDRA_FILES, SENTINEL, SMALL
 
 TXL, GPT2 = "random_TransXL_wt103", "random_GPT2_wt103"
@@ -304,12 +304,12 @@ def test_search_and_rank_on_a_transformer_xl_folder(tmp_path, data_root, space):
             f"cache.dir={tmp_path / 'cache'}"]
     import json
 
-    r = run_cli(*args, f"hydra.run.dir={tmp_path / 'search'}")
+    r = run_app(*args, f"hydra.run.dir={tmp_path / 'search'}")
     assert r.returncode == 0, r.stderr[-3000:]
     first = json.loads((tmp_path / "search" / "result.json").read_text())
     assert first["full"]["n_archs"] == 6 and math.isfinite(first["full"]["kendall_tau"])
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 6
-    ranked = run_cli("task=rank", f"proxy='{first['best_proxy']}'", *args, f"hydra.run.dir={tmp_path / 'rank'}")
+    ranked = run_app("task=rank", f"proxy='{first['best_proxy']}'", *args, f"hydra.run.dir={tmp_path / 'rank'}")
     assert ranked.returncode == 0, ranked.stderr[-3000:]
     row = json.loads((tmp_path / "rank" / "ranking.json").read_text())[0]
     assert row["kendall_tau"] == pytest.approx(first["full"]["kendall_tau"], abs=1e-9)

@@ -148,7 +148,8 @@ def _overlay(path: Path, jobs: list[dict], common: frozenset) -> None:
     ax.set_xlabel("proxies scored (log)")
     ax.set_ylabel("best-so-far Spearman ρ (search archs)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    if lows:  # a sweep whose jobs kept no history has no curves to label
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

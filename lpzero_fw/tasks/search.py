@@ -78,11 +78,23 @@ def _holdout(cfg: DictConfig) -> float:
     return holdout
 
 
-def _prepare(label: str, cfg: DictConfig, n_archs: int, holdout: float, fabric) -> Benchmark:
-    """Space, split and fitness sample of one benchmark; bad sizes fail before any extraction."""
+def _n_archs(cfg: DictConfig) -> int | None:
+    value = cfg.search.get("n_archs")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LPZeroError(f"search.n_archs={value!r} must be an integer >= 2 or null (the whole search pool)")
+    return value
+
+
+def _prepare(label: str, cfg: DictConfig, n_archs: int | None, holdout: float, fabric) -> Benchmark:
+    """Space, split and fitness sample of one benchmark (``n_archs`` None: the whole
+    search pool); bad sizes fail before any extraction."""
     space = build_space(cfg)
     all_ids = space.arch_ids()
     search_ids, held_ids = space.split(holdout, int(cfg.seed))
+    if n_archs is None:
+        n_archs = len(search_ids)
     if n_archs < 2 or n_archs > len(search_ids):
         where = f"the benchmark size {len(all_ids)}" if not held_ids else (
             f"the search pool size {len(search_ids)} ({label}: {len(all_ids)} archs, search.holdout={holdout})")
@@ -96,7 +108,7 @@ def run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
-    n_archs = int(cfg.search.n_archs)
+    n_archs = _n_archs(cfg)
     holdout = _holdout(cfg)
     aggregate = str(cfg.search.get("aggregate", "min"))
     if aggregate not in MultiScorer.AGGREGATES:
@@ -118,6 +130,8 @@ def run(cfg: DictConfig) -> dict:
     digest = config_digest(cfg, components)
     fabric = build_fabric(cfg)
     benches = [_prepare(label, sub, n_archs, holdout, fabric) for label, sub in configs.items()]
+    if n_archs is None:  # the whole search pool (the smallest one when several benchmarks)
+        n_archs = min(len(b.sample) for b in benches)
     for bench in benches:
         if not prefetch_sharded(fabric, bench.store, bench.space.arch_ids()):
             return {}
@@ -127,7 +141,7 @@ def run(cfg: DictConfig) -> dict:
         parts = {}
         for bench in benches:
             bench.quality = {a: bench.space.quality(a) for a in bench.space.arch_ids()}
-            stats = load_stats(bench.store, bench.sample, f"statistics ({bench.label}, {n_archs} archs)")
+            stats = load_stats(bench.store, bench.sample, f"statistics ({bench.label}, {len(bench.sample)} archs)")
             bench.sample = [a for a in bench.sample if a not in bench.store.skipped]
             parts[bench.label] = (ProxyScorer(stats, bench.quality, rules), bench.sample)
         t_search = time.perf_counter()
