@@ -1,6 +1,6 @@
 """Speed benchmark of the statistics cache and shared evaluation (prints figures).
 
-    python benchmarks/bench_search.py            # the paper setting: G=1000, p=80, S=50
+    python benchmarks/bench_search.py            # the default search: G=1000, p=80, S = the search pool
 
 Runs the main job as a user would (subprocesses of ``python -m lpzero_fw``) and prints:
 cold wall time (empty cache, extraction included), warm wall time, extraction seconds
@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cache = tempfile.mkdtemp(prefix="lpzero-bench-cache-")
-    print(f"paper setting (defaults: G=1000, p=80, S=50, synthetic 4x64), cache {cache}")
+    print(f"default search (G=1000, p=80, S = the 100-arch search pool, synthetic 4x64), cache {cache}")
     cold, cold_rss, cold_result = run([f"cache.dir={cache}"])
     warm, warm_rss, warm_result = run([f"cache.dir={cache}"])
     timing = warm_result["timing"]

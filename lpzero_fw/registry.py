@@ -318,3 +318,69 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "loggers": LOGGERS,
     "data_sources": DATA_SOURCES,
 }
+
+
+#: config group -> the registry whose components get a typed option schema in Hydra's
+#: ConfigStore (``schema/<group>/<name>``); a group's YAML extends it (see store_schemas)
+SCHEMA_GROUPS: dict[str, Registry] = {"strategy": STRATEGIES, "logger": LOGGERS}
+
+
+def store_schemas() -> None:
+    """Store each component's options as a dataclass in Hydra's ConfigStore.
+
+    A component's options are its constructor's keyword-only parameters, typed by their
+    annotations, with the constructor's defaults: the one default of every key. A config
+    file extends the schema (``defaults: [/schema/strategy/evolution@_here_, _self_]``)
+    and so gets typed validation (``strategy.iterations=abc`` is refused while composing)
+    without restating a value. Called by Hydra before it composes (the search-path plugin
+    ``hydra_plugins/lpzero_fw_schemas``), so the CLI, ``lpzero_fw.run`` and ``compose``
+    all see it.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, registry in SCHEMA_GROUPS.items():
+        for name in registry.names():
+            store.store(group=f"schema/{group}", name=name, node=schema_of(registry.get(name), name))
+
+
+def schema_of(cls: type, name: str) -> type:
+    """A dataclass of ``cls``'s options (keyword-only constructor parameters) plus ``name``."""
+    import dataclasses
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(cls.__init__)
+    fields: list = [("name", str, dataclasses.field(default=name))]
+    for param in inspect.signature(cls).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        kind = _config_type(hints.get(param.name, Any))
+        if param.default is inspect.Parameter.empty:
+            fields.append((param.name, kind))
+        elif isinstance(param.default, (list, tuple, dict)):
+            value = param.default
+            fields.append((param.name, kind, dataclasses.field(
+                default_factory=lambda v=value: dict(v) if isinstance(v, dict) else list(v))))
+        else:
+            fields.append((param.name, kind, dataclasses.field(default=param.default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", fields)
+
+
+def _config_type(hint: Any) -> Any:
+    """The nearest type OmegaConf validates (plain scalars, Optional and List of them), else Any."""
+    import types
+    import typing
+
+    if hint in (int, float, bool, str):
+        return hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2 and rest[0] in (int, float, bool, str):
+            return typing.Optional[rest[0]]
+    if origin in (list, tuple) and args and args[0] in (int, float, bool, str) and (
+            origin is list or args[1:] in ((), (Ellipsis,))):
+        return typing.List[args[0]]
+    return Any
+

@@ -83,9 +83,9 @@ class Tracker:
 class WandbTracker(Tracker):
     """A W&B run per task run; jobs of one sweep share a group."""
 
-    def __init__(self, run_dir: Path, config: dict, run_name: str | None = None, mode: str = "offline",
+    def __init__(self, run_dir: Path, config: dict, run_name: str | None = None, *, mode: str = "offline",
                  project: str = "lpzero_fw", entity: str | None = None, group: str | None = None,
-                 tags: list[str] | tuple[str, ...] = ()) -> None:
+                 tags: list[str] = ()) -> None:
         super().__init__(run_dir, config, run_name)
         self.run = None
         if mode not in MODES:

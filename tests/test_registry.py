@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import sys
 import textwrap
+from pathlib import Path
 import warnings
 
 import pytest
@@ -152,3 +153,38 @@ def test_every_registered_class_carries_its_registered_name():
         for entry in registry.entries():
             if isinstance(entry.obj, type):
                 assert entry.obj.name == entry.name and entry.obj.description == entry.description, (kind, entry)
+
+
+def test_a_registered_strategy_gets_a_typed_schema_with_its_constructor_defaults(tmp_path):
+    """store_schemas: options = keyword-only constructor parameters, typed, one default each."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ValidationError
+
+    base = reg.STRATEGIES.get("random")
+    reg.STRATEGIES.register("local.fast", type("Fast", (base,), {"__doc__": "random, renamed (test)"}))
+    try:
+        reg.store_schemas()
+        (tmp_path / "strategy").mkdir()
+        (tmp_path / "config.yaml").write_text("defaults:\n  - strategy: fast\n  - _self_\n")
+        (tmp_path / "strategy" / "fast.yaml").write_text(
+            "defaults:\n  - /schema/strategy/local.fast@_here_\n  - _self_\nname: local.fast\n")
+        with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+            cfg = compose("config", overrides=["strategy.population=5"])
+            assert dict(cfg.strategy) == {"name": "local.fast", "iterations": 1000, "population": 5}
+            with pytest.raises((ConfigCompositionException, ValidationError)):
+                compose("config", overrides=["strategy.population=many"])
+    finally:
+        reg.STRATEGIES._entries.pop("local.fast", None)
+
+
+def test_built_in_strategy_and_logger_files_restate_no_default():
+    """One default per key: the YAML of a schema'd group names its schema and nothing else."""
+    import yaml
+
+    conf = Path(reg.__file__).resolve().parent / "conf"
+    for group in reg.SCHEMA_GROUPS:
+        for path in sorted((conf / group).glob("*.yaml")):
+            data = yaml.safe_load(path.read_text()) or {}
+            if path.stem in reg.SCHEMA_GROUPS[group]:
+                assert set(data) <= {"defaults", "name"}, f"{path.name} restates {set(data) - {'defaults', 'name'}}"

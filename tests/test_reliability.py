@@ -135,6 +135,10 @@ CASES = {
     "unknown_strategy_option": Case(("+strategy.foo=1",), ("strategy.foo", "strategy=evolution", "population")),
     "unknown_space_option": Case(("+search_space.foo=1",), ("search_space.foo", "search_space=gpt2", "word_grads")),
     "unknown_logger_option": Case(("logger=wandb", "+logger.foo=1"), ("logger.foo", "logger=wandb", "project")),
+    # typed option schemas (registry.store_schemas): a value of the wrong type stops composition
+    "strategy_option_of_wrong_type": Case(("strategy.iterations=abc",), ("'abc'", "Integer", "strategy.iterations"),
+                                          hydra=True),
+    "logger_option_of_wrong_type": Case(("logger=wandb", "logger.project=[a,b]"), ("logger.project",), hydra=True),
 }
 
 
