@@ -188,3 +188,17 @@ def test_built_in_strategy_and_logger_files_restate_no_default():
             data = yaml.safe_load(path.read_text()) or {}
             if path.stem in reg.SCHEMA_GROUPS[group]:
                 assert set(data) <= {"defaults", "name"}, f"{path.name} restates {set(data) - {'defaults', 'name'}}"
+
+
+@pytest.mark.parametrize("resolve", [False, True])
+def test_schemas_are_stored_whichever_path_names_the_config_dir(resolve):
+    """The package's conf dir or the folder it links to in a checkout: both compose."""
+    from hydra import compose, initialize_config_dir
+
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().repo.pop("schema", None)  # as in a fresh process: Hydra must store them
+    conf = Path(reg.__file__).parent / "conf"
+    with initialize_config_dir(config_dir=str(conf.resolve() if resolve else conf), version_base="1.3"):
+        cfg = compose("config")
+    assert cfg.strategy.iterations == 1000 and cfg.logger.project == "lpzero_fw"
