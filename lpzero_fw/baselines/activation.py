@@ -1,20 +1,15 @@
 """Activation and attention statistics of the shared forward (forward hooks)."""
 from __future__ import annotations
 
-import math
-
-from torch import nn
-
-from lpzero_fw.baselines.common import as_tensor, HookedProxy
+from lpzero_fw.baselines.common import HookedSum
 from lpzero_fw.registry import BASELINES
-from lpzero_fw.search_spaces.base import Batch, Taps
 
 
 @BASELINES.register(
     "head_confidence",
     description="sum over linear layers of mean_token-max of the layer's output",
 )
-class HeadConfidence(HookedProxy):
+class HeadConfidence(HookedSum):
     """Head confidence as the reference computed it for GPT-2: for every linear layer,
     ``mean(max over tokens of the layer's output)`` (max along dim 1 of the
     (batch, tokens, features) output, mean over batch and features), summed over layers.
@@ -30,29 +25,18 @@ class HeadConfidence(HookedProxy):
     source = "Serianni & Kalita 2023 (ACL); Voita et al. 2019"
     higher_is_better = True
 
-    def attach(self, model: nn.Module, taps: Taps) -> None:
-        self._values: list[float] = []
+    tap = "linears"
+    skip_nan = True
 
-        def hook(_module, _inputs, output):
-            out = as_tensor(output).detach()
-            if out.dim() >= 3:
-                value = out.float().max(dim=1).values.mean()
-            else:
-                value = out.float().max(dim=0).values.mean()
-            self._values.append(float(value))
-
-        for module in taps.linears:
-            self._handles.append(module.register_forward_hook(hook))
-
-    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
-        return float(math.fsum(v for v in self._values if not math.isnan(v)))
+    def value(self, module, inputs, output):
+        return float(output.float().max(dim=1 if output.dim() >= 3 else 0).values.mean())
 
 
 @BASELINES.register(
     "softmax_confidence",
     description="sum over attention layers of the mean (over heads, queries) max attention probability",
 )
-class SoftmaxConfidence(HookedProxy):
+class SoftmaxConfidence(HookedSum):
     """Softmax confidence: for each attention layer, the attention probabilities S
     (batch, heads, queries, keys); ``mean over (batch, heads, queries) of max over keys``;
     summed over layers.
@@ -70,25 +54,18 @@ class SoftmaxConfidence(HookedProxy):
     source = "Serianni & Kalita 2023 (ACL); Voita et al. 2019"
     higher_is_better = True
 
-    def attach(self, model: nn.Module, taps: Taps) -> None:
-        self._values: list[float] = []
+    tap = "softmax"
+    skip_nan = True
 
-        def hook(_module, _inputs, output):
-            probs = as_tensor(output).detach().float()
-            self._values.append(float(probs.max(dim=-1).values.mean()))
-
-        for module in taps.softmax:
-            self._handles.append(module.register_forward_hook(hook))
-
-    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
-        return float(math.fsum(v for v in self._values if not math.isnan(v)))
+    def value(self, module, inputs, output):
+        return float(output.float().max(dim=-1).values.mean())
 
 
 @BASELINES.register(
     "activation_distance",
     description="sum over FFN activations of token-pair sign agreements (NWOT-style kernel)",
 )
-class ActivationDistance(HookedProxy):
+class ActivationDistance(HookedSum):
     """Activation distance: for each feed-forward activation output A (batch, tokens, f),
     binarise ``x = A > 0`` and sum all entries of the token kernel
     ``K = x x^T + (1-x)(1-x)^T`` (the number of (token, token, unit) sign agreements);
@@ -111,21 +88,12 @@ class ActivationDistance(HookedProxy):
     source = "Mellor et al. 2021 (ICML); Serianni & Kalita 2023 (ACL)"
     higher_is_better = True
 
-    def attach(self, model: nn.Module, taps: Taps) -> None:
-        self._values: list[float] = []
+    tap = "activations"
 
-        def hook(_module, _inputs, output):
-            act = as_tensor(output).detach()
-            if act.dim() == 2:
-                act = act.unsqueeze(0)
-            act = act.reshape(act.shape[0], act.shape[1], -1)  # (batch, tokens, units)
-            tokens = act.shape[1]
-            active = (act > 0).double().sum(dim=1)  # (batch, units)
-            per_sample = (active.pow(2) + (tokens - active).pow(2)).sum(dim=1)
-            self._values.append(float(per_sample.mean()))
-
-        for module in taps.activations:
-            self._handles.append(module.register_forward_hook(hook))
-
-    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
-        return float(math.fsum(self._values))
+    def value(self, module, inputs, output):
+        act = output.unsqueeze(0) if output.dim() == 2 else output
+        act = act.reshape(act.shape[0], act.shape[1], -1)  # (batch, tokens, units)
+        tokens = act.shape[1]
+        active = (act > 0).double().sum(dim=1)  # (batch, units)
+        per_sample = (active.pow(2) + (tokens - active).pow(2)).sum(dim=1)
+        return float(per_sample.mean())

@@ -1,12 +1,10 @@
 """Statistics of activations' gradients in the shared pass (tensor hooks): head importance, Fisher, input Jacobians."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from lpzero_fw.baselines.common import as_tensor, HookedProxy
+from lpzero_fw.baselines.common import HookedProxy, HookedSum
 from lpzero_fw.registry import BASELINES
 from lpzero_fw.search_spaces.base import Batch, Taps
 
@@ -15,7 +13,7 @@ from lpzero_fw.search_spaces.base import Batch, Taps
     "head_importance",
     description="Michel et al. head importance: sum over heads of |<H_h, dL/dH_h>|",
 )
-class HeadImportance(HookedProxy):
+class HeadImportance(HookedSum):
     """Head importance (Michel et al., "Are Sixteen Heads Really Better than One?",
     NeurIPS 2019): for each attention head h with output H_h (per-head attention output
     before the output projection, ``taps.heads``), ``I_h = |sum_{b,t,d} H_h ⊙ dL/dH_h|``
@@ -31,33 +29,19 @@ class HeadImportance(HookedProxy):
     source = "Michel et al. 2019 (NeurIPS); Serianni & Kalita 2023 (ACL)"
     higher_is_better = True
 
-    def attach(self, model: nn.Module, taps: Taps) -> None:
-        self._values: list[float] = []
+    tap = "heads"
+    from_grad = True
 
-        def forward_hook(_module, _inputs, output):
-            heads = as_tensor(output)
-            if not (isinstance(heads, torch.Tensor) and heads.requires_grad):
-                return
-            saved = heads.detach()
-
-            def grad_hook(grad):
-                prod = (saved.double() * grad.detach().double())  # (batch, heads, tokens, dim)
-                per_head = prod.transpose(0, 1).reshape(prod.shape[1], -1).sum(dim=1)
-                self._values.append(float(per_head.abs().sum()))
-
-            heads.register_hook(grad_hook)
-
-        for module in taps.heads:
-            self._handles.append(module.register_forward_hook(forward_hook))
-
-    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
-        return float(math.fsum(self._values))
+    def grad_value(self, inputs, output, grad):
+        prod = output.double() * grad.double()  # (batch, heads, tokens, dim)
+        per_head = prod.transpose(0, 1).reshape(prod.shape[1], -1).sum(dim=1)
+        return float(per_head.abs().sum())
 
 
 @BASELINES.register(
     "fisher", description="Fisher channel saliency of linear-layer outputs (Theis et al.)"
 )
-class Fisher(HookedProxy):
+class Fisher(HookedSum):
     """Fisher (Theis et al. 2018 / Turner et al. 2020, as in Abdelfattah et al. 2021): for
     each linear layer with output activations a (N = batch·tokens rows, C channels) and their
     gradient g, ``F_c = 0.5 · mean_n (a_nc g_nc)²``; the channel value is broadcast to the
@@ -73,29 +57,15 @@ class Fisher(HookedProxy):
     source = "Theis et al. 2018; Turner et al. 2020; Abdelfattah et al. 2021"
     higher_is_better = True
 
-    def attach(self, model: nn.Module, taps: Taps) -> None:
-        self._values: list[float] = []
+    tap = "linears"
+    from_grad = True
 
-        def forward_hook(_module, inputs, output):
-            out = as_tensor(output)
-            if not (isinstance(out, torch.Tensor) and out.requires_grad):
-                return
-            fan_in = inputs[0].shape[-1] if inputs and isinstance(inputs[0], torch.Tensor) else 1
-            saved = out.detach()
-
-            def grad_hook(grad):
-                act = saved.reshape(-1, saved.shape[-1]).double()
-                g = grad.detach().reshape(-1, grad.shape[-1]).double()
-                per_channel = (act * g).pow(2).mean(dim=0).mul(0.5)
-                self._values.append(float(per_channel.sum()) * fan_in)
-
-            out.register_hook(grad_hook)
-
-        for module in taps.linears:
-            self._handles.append(module.register_forward_hook(forward_hook))
-
-    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
-        return float(math.fsum(self._values))
+    def grad_value(self, inputs, output, grad):
+        fan_in = inputs[0].shape[-1] if inputs and isinstance(inputs[0], torch.Tensor) else 1
+        act = output.reshape(-1, output.shape[-1]).double()
+        g = grad.reshape(-1, grad.shape[-1]).double()
+        per_channel = (act * g).pow(2).mean(dim=0).mul(0.5)
+        return float(per_channel.sum()) * fan_in
 
 
 class _InputJacobian(HookedProxy):

@@ -1,6 +1,9 @@
 """What the baseline families share: weight layout, nuclear norm, hook bookkeeping."""
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -53,6 +56,40 @@ class HookedProxy(BaselineProxy):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+class HookedSum(HookedProxy):
+    """The sum over the modules of ``taps.<tap>`` of one value per module output.
+
+    Subclasses compute it in the shared forward (``value``) or, with ``from_grad = True``,
+    in the shared backward from the output and its gradient (``grad_value``).
+    """
+
+    tap: ClassVar[str]  # a Taps field: linears, softmax, activations, heads, ...
+    from_grad: ClassVar[bool] = False
+    skip_nan: ClassVar[bool] = False  # leave nan layer values out of the sum
+
+    def value(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def grad_value(self, inputs: tuple, output: torch.Tensor, grad: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def attach(self, model: nn.Module, taps: Taps) -> None:
+        self._values: list[float] = []
+        for module in getattr(taps, self.tap):
+            self._handles.append(module.register_forward_hook(self._hook))
+
+    def _hook(self, module: nn.Module, inputs: tuple, output) -> None:
+        out = as_tensor(output)
+        if not self.from_grad:
+            self._values.append(self.value(module, inputs, out.detach()))
+        elif isinstance(out, torch.Tensor) and out.requires_grad:
+            saved = out.detach()
+            out.register_hook(lambda grad: self._values.append(self.grad_value(inputs, saved, grad.detach())))
+
+    def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
+        return float(math.fsum(v for v in self._values if not (self.skip_nan and math.isnan(v))))
 
 
 class WeightGradSum(BaselineProxy):
