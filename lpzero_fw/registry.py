@@ -338,10 +338,14 @@ def store_schemas() -> None:
     """
     from hydra.core.config_store import ConfigStore
 
+    from lpzero_fw.settings import RUN_SCHEMAS
+
     store = ConfigStore.instance()
     for group, registry in SCHEMA_GROUPS.items():
         for name in registry.names():
             store.store(group=f"schema/{group}", name=name, node=schema_of(registry.get(name), name))
+    for name, node in RUN_SCHEMAS.items():  # the run's own settings: types only
+        store.store(group="schema/run", name=name, node=node)
 
 
 def schema_of(cls: type, name: str) -> type:

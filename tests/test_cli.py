@@ -64,9 +64,30 @@ def test_bad_value_exits_2_with_one_line_from_a_real_process(tmp_path):
 
 def test_unknown_group_option_lists_valid_ones():
     result = run_app("search_space=nope")
-    assert result.returncode != 0
-    assert "Could not find 'search_space/nope'" in result.stderr
-    assert "gpt2" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: search_space=nope is not an option; options: flexibert, gpt2, hf_causal_lm, llama, transformer_xl\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("experiment=nope", "experiment=nope is not an option; options: "),
+        ("search.n_unary=x", "search.n_unary=x: Value 'x' of type 'str' could not be converted to Integer"),
+        ("cache.budgte=1", "cache.budgte: no such setting; keys of cache: budget, dir, dtype, enabled, memory"),
+        ("seed=abc", "seed='abc' must be an integer"),
+    ],
+)
+def test_bad_settings_stop_composition_with_one_line(override, expected, tmp_path):
+    """Typed run settings (lpzero_fw/settings.py) and the preset group: a wrong type, an
+    unknown key or an unknown preset is one line naming it, exit 2, no run directory."""
+    run_dir = tmp_path / "run"
+    result = run_app(override, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + expected), result.stderr
+    assert not (run_dir / "result.json").exists()
 
 
 def test_list_task_shows_components_with_origin(tmp_path):

@@ -14,15 +14,21 @@ from lpzero_fw.registry import TASKS, LPZeroError, import_modules
 def execute(cfg: DictConfig):
     """Run ``cfg.task.name`` and return its result; bad input raises :class:`LPZeroError`."""
     logging.getLogger("lpzero_fw").setLevel(logging.INFO)
+    seed, threads = cfg.get("seed"), cfg.get("threads")
+    if not _is_int(seed):
+        raise LPZeroError(f"seed={seed!r} must be an integer")
+    if threads is not None and not (_is_int(threads) and threads >= 1):
+        raise LPZeroError(f"threads={threads!r} must be a positive integer or null")
     import_modules(list(cfg.get("plugins") or []))
-    threads = cfg.get("threads")
     if threads is not None:
-        if int(threads) < 1:
-            raise LPZeroError(f"threads={threads} must be a positive integer or null")
         import torch
 
         torch.set_num_threads(int(threads))
     return TASKS.get(cfg.task.name)(cfg)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def run_task(cfg: DictConfig) -> None:
