@@ -40,8 +40,10 @@ Semantics of ``binary(left, right)`` on one architecture:
   defined on fewer than half of the architectures it is scored on is rejected
   (``empty_input``): it cannot rank the benchmark.
 
-:func:`evaluate` is the plain, uncached definition; it and every slow path of
-:class:`Evaluator` score a join through one function, ``_join``. :class:`Evaluator`
+:func:`evaluate` is the plain, uncached definition. The semantics are written once:
+``_pairing`` decides how two branches meet (rule 2), ``_layers_after`` how many layers the
+result has, ``_join`` the score from whole branch tensors; :func:`evaluate` and every slow
+path of :class:`Evaluator` call them. :class:`Evaluator`
 computes the same numbers fast, taking shortcuts only where a binary op declares how its
 result's mean follows from the operands' (``mean_kind``, ``row_means``; tested against
 the definition in ``tests/test_proxy.py``), which the search needs (tens of thousands of proxy×architecture
@@ -176,27 +178,41 @@ def _join(op, left: Sequence[Values] | None, right: Sequence[Values] | None) -> 
     return _score_of(_combine(op, left, right))
 
 
+def _pairing(left_scalar: bool, right_scalar: bool, left_layers: int, right_layers: int,
+             aligned: bool) -> tuple[bool, bool]:
+    """How two branches meet (rule 2 of the module docstring), from their shapes alone:
+    ``(collapse left, collapse right)`` to one scalar each; raises ``shape_mismatch``.
+
+    The one statement of the rule: :func:`_combine` applies it to tensors and the fast
+    paths of :class:`Evaluator` to per-layer means. ``aligned``: two tensor branches
+    have row by row the same sample and population sizes.
+    """
+    if left_scalar or right_scalar:
+        differ = left_layers != right_layers  # per-layer scalars collapse to their mean over layers
+        return differ and left_scalar, differ and right_scalar
+    if left_layers != right_layers:
+        raise InvalidProxy("shape_mismatch", f"tensor branches have {left_layers} and {right_layers} layers")
+    if not aligned:
+        raise InvalidProxy("shape_mismatch", "tensor branches are not element-wise aligned")
+    return False, False
+
+
 def _combine(op, left: Sequence[Values], right: Sequence[Values]) -> list[Values]:
-    """Row-by-row ``op(left, right)`` following the module's broadcasting rules."""
+    """Row-by-row ``op(left, right)`` following :func:`_pairing`."""
     ls, rs = _is_scalar(left), _is_scalar(right)
-    ll, rl = _layers(left), _layers(right)
-    if ls or rs:
-        if ll != rl:  # collapse per-layer scalars to one scalar
-            if ls:
-                left = [_collapse(left)]
-            if rs:
-                right = [_collapse(right)]
-        if ls and not rs:
-            left = _broadcast_scalar(_scalar_column(left), right)
-        elif rs and not ls:
-            right = _broadcast_scalar(_scalar_column(right), left)
-        elif _structure(left) != _structure(right):
-            left = [_stack_scalars(left)]
-            right = [_stack_scalars(right)]
-    elif ll != rl:
-        raise InvalidProxy("shape_mismatch", f"tensor branches have {ll} and {rl} layers")
-    elif _structure(left) != _structure(right):
-        raise InvalidProxy("shape_mismatch", "tensor branches have different chunk structures")
+    collapse_left, collapse_right = _pairing(ls, rs, _layers(left), _layers(right),
+                                             _structure(left) == _structure(right))
+    if collapse_left:
+        left = [_collapse(left)]
+    if collapse_right:
+        right = [_collapse(right)]
+    if ls and not rs:
+        left = _broadcast_scalar(_scalar_column(left), right)
+    elif rs and not ls:
+        right = _broadcast_scalar(_scalar_column(right), left)
+    elif ls and rs and _structure(left) != _structure(right):
+        left = [_stack_scalars(left)]
+        right = [_stack_scalars(right)]
     try:
         return [op(a, b) for a, b in zip(left, right)]
     except OperandMismatch as exc:
@@ -395,18 +411,17 @@ class Evaluator:
         ls, rs = left.scalar, right.scalar
         if binary[0].means_first:
             ls = rs = True  # joins per-layer means: both branches act as per-layer scalars
-        if not (ls or rs) and (left.layers != right.layers or left.shape != right.shape):
-            raise InvalidProxy("shape_mismatch", f"{proxy.left.input} and {proxy.right.input} tensors differ")
+        collapse = _pairing(ls, rs, left.layers, right.layers, left.shape == right.shape)
+        # the mean is linear: a sum's or difference's mean is the operands' (collapsed or not)
         if kind == "add":
             return left.mean + right.mean
         if kind == "sub":
             return left.mean - right.mean
-        if kind == "mul" and (ls or rs):
-            if left.layers == right.layers:
-                return sum(map(operator.mul, left.means, right.means)) / left.layers
-            # collapse the per-layer scalar(s) to their mean over layers
-            return left.mean * right.mean
-        return self._generic(binary, arch_key, proxy, stats, left, right)
+        if kind == "mul" and (ls or rs):  # scaling: row l's mean is a_l * mean(b_l)
+            if collapse[0] or collapse[1]:
+                return left.mean * right.mean
+            return sum(map(operator.mul, left.means, right.means)) / left.layers
+        return self._generic(binary, arch_key, proxy, stats, left, right, ls, rs, collapse)
 
     def score_many(self, proxies: Sequence[Formula], stats: Mapping[Any, ArchStats]) -> BatchScores:
         """Score every proxy on every architecture of ``stats`` (arch key -> statistics)."""
@@ -457,16 +472,12 @@ class Evaluator:
         return (right if left is _PRUNED else left).mean
 
     def _generic(self, binary: tuple, arch_key: Any, proxy: Formula, stats: ArchStats,
-                 left: _BranchResult, right: _BranchResult) -> float:
+                 left: _BranchResult, right: _BranchResult, ls: bool, rs: bool,
+                 collapse: tuple[bool, bool]) -> float:
         op, _, row_means = binary
         if row_means is not None:
-            lm, rm = np.asarray(left.means), np.asarray(right.means)
-            ls, rs = (True, True) if op.means_first else (left.scalar, right.scalar)
-            if (ls or rs) and left.layers != right.layers:
-                if ls:
-                    lm = np.array([left.mean])
-                if rs:
-                    rm = np.array([right.mean])
+            lm = np.array([left.mean]) if collapse[0] else np.asarray(left.means)
+            rm = np.array([right.mean]) if collapse[1] else np.asarray(right.means)
             with np.errstate(all="ignore"):
                 means = row_means(lm, rm, ls, rs)
                 if means is not None:
