@@ -42,6 +42,7 @@ class CacheSettings:
     budget: Optional[int] = MISSING
     dtype: str = MISSING
     memory: bool = MISSING
+    micro_batches: int = MISSING
 
 
 #: ConfigStore name (under ``schema/run``) -> schema; the YAML extends it

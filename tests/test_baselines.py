@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from lpzero_fw.baselines.base import BaselineProxy
 from lpzero_fw.baselines.reference import NAMED_FORMULAS
-from lpzero_fw.baselines.runner import score_baselines
+from lpzero_fw.baselines.runner import run_baselines, score_baselines
+from lpzero_fw.stats.extract import summarize
 from lpzero_fw.registry import BASELINES, SEARCH_SPACES, LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace, Taps
 
@@ -185,7 +186,8 @@ def test_shared_pass_baselines_do_not_modify_the_model(any_space):
     model.eval()
     taps = space.taps(model)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    shared = [BASELINES.get(n)() for n in sorted(EXPECTED) if BASELINES.get(n).shared_pass]
+    shared = [BASELINES.get(n)() for n in sorted(EXPECTED)
+              if BASELINES.get(n).shared_pass and not BASELINES.get(n).second_order]
     for proxy in shared:
         proxy.attach(model, taps)
     model(**batch).backward()
@@ -254,3 +256,106 @@ def test_rank_workers_give_the_scores_of_one_process(tmp_path, data_root):
     assert one == two and len(one.splitlines()) == 4
     with pytest.raises(LPZeroError, match="rank.workers=0 must be a positive integer"):
         run("rank", [*common, "rank.workers=0"], output_dir=tmp_path / "0")
+
+
+def test_grasp_on_the_shared_pass_equals_its_definition_and_leaves_the_others_alone(gpt2):
+    """GraSP differentiates the shared backward's gradients again (second_order): its score
+    equals the definition on a model of its own, and the first-order baselines and the
+    statistics of that pass are what they are without it (no hook fires twice)."""
+    from lpzero_fw.stats.extract import ExtractionPlan
+
+    space, small, _ = gpt2
+    batch = space.make_batch()
+    plan = ExtractionPlan(None, 64, 0)
+    firsts = ["fisher", "grad_norm", "head_importance", "jacobian_cosine", "snip"]
+    alone, raw_alone = run_baselines(space, small, batch, firsts, extract=plan)
+    together, raw = run_baselines(space, small, batch, [*firsts, "grasp"], extract=plan)
+    assert {n: together[n] for n in firsts} == alone
+    assert summarize(raw, 64).keys() == summarize(raw_alone, 64).keys()
+    for symbol, chunks in summarize(raw, 64).items():
+        assert all(torch.equal(a.x, b.x) for a, b in zip(chunks, summarize(raw_alone, 64)[symbol])), symbol
+
+    model = space.build_model(small)
+    model.eval()
+    weights = [m.weight for m in space.taps(model).linears]
+    grads = torch.autograd.grad(model(**batch), weights, create_graph=True)
+    hg = torch.autograd.grad(sum((g.detach() * g).sum() for g in grads), weights)
+    definition = sum(float((-w.detach().double() * h.double()).sum()) for w, h in zip(weights, hg))
+    assert together["grasp"] == pytest.approx(definition, rel=1e-9)
+    with pytest.raises(RuntimeError, match="graph"):  # gradients without their graph: an error, not 0
+        model.zero_grad()
+        model(**batch).backward()
+        BASELINES.get("grasp")().score(model, batch, space.taps(model))
+
+
+def test_synflow_runs_one_row_of_a_repeated_batch(gpt2, monkeypatch):
+    """SynFlow's constant input repeats one row; one row scaled by the batch size gives the
+    whole batch's scores (float64, to rounding)."""
+    from lpzero_fw.baselines import pruning_at_init as proxies
+
+    space, _, mid = gpt2
+    batch = space.make_batch()
+    assert proxies._identical_rows({k: torch.zeros_like(v) for k, v in batch.items()}) == batch["input_ids"].shape[0]
+    assert proxies._identical_rows(batch) == 0  # real rows differ
+    one_row = score_baselines(space, mid, batch, ["synflow", "logsynflow"])
+    monkeypatch.setattr(proxies, "_identical_rows", lambda _batch: 0)
+    whole = score_baselines(space, mid, batch, ["synflow", "logsynflow"])
+    for name in whole:
+        assert one_row[name] == pytest.approx(whole[name], rel=1e-12), name
+
+
+def test_rank_extracts_the_statistics_in_the_baselines_pass(tmp_path, data_root, monkeypatch):
+    """task=rank with baselines and formulas on a cold cache: one pass per arch serves both
+    (the store extracts nothing itself), writing the statistics a formulas-only run writes,
+    bit for bit, with rank.workers too."""
+    from lpzero_fw import run
+    from lpzero_fw.stats import cache
+
+    calls = []
+    real = cache.extract_raw
+    monkeypatch.setattr(cache, "extract_raw", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    common = ["rank.n_archs=3", "threads=1", "logger=none", "data.batch_size=2", "data.seq_len=16"]
+    runs = {"formula": ("proxy=[lpzero_gpt2]", 1), "shared": ("proxy=[grad_norm,grasp,lpzero_gpt2]", 1),
+            "workers": ("proxy=[grad_norm,lpzero_gpt2]", 2)}
+    for label, (proxy, workers) in runs.items():
+        run("rank", [*common, proxy, f"rank.workers={workers}", f"cache.dir={tmp_path / label / 'cache'}"],
+            output_dir=tmp_path / label)
+    assert len(calls) == 3  # the formulas-only run extracts, the others share the baselines' pass
+
+    def column(label):
+        lines = (tmp_path / label / "scores.csv").read_text().splitlines()
+        at = lines[0].split(",").index("lpzero_gpt2")
+        return [line.split(",")[at] for line in lines[1:]]
+
+    def files(label):  # name -> tensors (the header's metadata order varies between writes)
+        from safetensors.torch import load_file
+
+        return {p.name: load_file(p) for p in (tmp_path / label / "cache").glob("*.safetensors")}
+
+    assert column("shared") == column("workers") == column("formula")
+    reference = files("formula")
+    assert len(reference) == 3
+    for label in ("shared", "workers"):
+        found = files(label)
+        assert found.keys() == reference.keys()
+        for name, tensors in reference.items():
+            assert tensors.keys() == found[name].keys()
+            assert all(torch.equal(t, found[name][k]) for k, t in tensors.items()), (label, name)
+
+
+def test_scoring_an_architecture_leaves_no_tensor_alive(gpt2):
+    """Hooks must not form reference cycles with the tensors they sit on (an identity tap's
+    input is its output): scoring every baseline again keeps no more tensors alive."""
+    import gc
+
+    space, small, _ = gpt2
+    batch = space.make_batch()
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if torch.is_tensor(o))
+
+    score_baselines(space, small, batch, sorted(EXPECTED))  # fills the space's word-table cache
+    before = alive()
+    score_baselines(space, small, batch, sorted(EXPECTED))
+    assert alive() == before

@@ -214,13 +214,13 @@ def _faulty_space(space, broken=(), full_batch_broken=()):
             if arch_id in full_batch_broken:
                 forward = model.forward
 
-                def half_batches_only(*args, **kwargs):
+                def micro_batches_only(*args, **kwargs):
                     ids = kwargs.get("input_ids", args[0] if args else None)
                     if ids is not None and ids.shape[0] == 4:
                         raise RuntimeError("simulated OOM on the full batch")
                     return forward(*args, **kwargs)
 
-                model.forward = half_batches_only
+                model.forward = micro_batches_only
             return model
 
     faulty = Faulty.__new__(Faulty)
@@ -228,16 +228,16 @@ def _faulty_space(space, broken=(), full_batch_broken=()):
     return faulty
 
 
-def test_full_batch_failure_is_retried_in_halves(gpt2_space, tmp_path):
+def test_full_batch_failure_is_retried_in_micro_batches(gpt2_space, tmp_path):
     space = _faulty_space(gpt2_space, full_batch_broken=(SMALLEST,))
     store = StatsStore(space, directory=tmp_path, budget=256, dtype="float16")
-    with pytest.warns(RuntimeWarning, match="retrying with the batch in two halves"):
+    with pytest.warns(RuntimeWarning, match="retrying in 2 micro-batches"):
         stats = store.get_many([SMALLEST])
     assert SMALLEST in stats and not store.skipped
-    assert type(space).builds[SMALLEST] == 3  # full batch, then two halves
+    assert type(space).builds[SMALLEST] == 2  # full batch, then one model for two micro-batches
     healthy = StatsStore(gpt2_space, enabled=False, budget=256, dtype="float16").get(SMALLEST)
     assert set(stats[SMALLEST]) == set(healthy)
-    for symbol in healthy:  # halves merge back to the same shapes (values differ only by rounding)
+    for symbol in healthy:  # micro-batches give the same shapes (values differ only by rounding)
         assert [v.x.shape for v in stats[SMALLEST][symbol]] == [v.x.shape for v in healthy[symbol]]
     torch.testing.assert_close(stats[SMALLEST]["W"][0].x, healthy["W"][0].x)
 
@@ -261,9 +261,9 @@ def test_persistent_failure_is_skipped_with_a_warning(gpt2_space, small_ids, tmp
         warnings.simplefilter("always")
         stats = store.get_many(ids)  # 1 of 10 = 10%: still allowed
     messages = [str(w.message) for w in caught]
-    assert any("retrying with the batch in two halves" in m and ids[3] in m for m in messages)
+    assert any("retrying in 2 micro-batches" in m and ids[3] in m for m in messages)
     assert any(m.startswith(f"skipping architecture {ids[3]}") and "simulated OOM" in m for m in messages)
-    assert type(space).builds[ids[3]] == 2  # full batch, then the first half (fails again)
+    assert type(space).builds[ids[3]] == 2  # full batch, then the micro-batches (fail again)
     assert list(store.skipped) == [ids[3]] and "simulated OOM" in store.skipped[ids[3]]
     assert sorted(stats) == sorted(set(ids) - {ids[3]})
     assert store.path(SMALLEST).exists() and not store.path(ids[3]).exists()

@@ -18,8 +18,11 @@ Conventions
   (``eval_rank_gpt2.py`` ranks by ``-score``, i.e. higher score = lower perplexity, after
   negating GraSP first).
 * Shared-pass baselines register hooks in ``attach`` and read weights, ``.grad`` and what
-  the hooks recorded in ``score``; they never modify the model. The others (synflow,
-  logsynflow, grasp) get a fresh model and run their own passes.
+  the hooks recorded in ``score``; they never modify the model. One pass per architecture
+  serves all of them and, in ``task=rank``, the statistics the formulas need (the store's
+  :class:`~lpzero_fw.stats.extract.ExtractionPlan`). GraSP (``second_order``) reads that
+  pass's gradients with their graph. SynFlow and LogSynFlow modify a fresh model of their
+  own (absolute weights, float64) and share it (``own_pass``).
 
 Where the reference is buggy or depends on the weight layout, the class docstring says what
 was done instead; ``benchmarks/compare_reference.py`` measures the resulting rank agreement.

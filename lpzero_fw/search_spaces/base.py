@@ -81,6 +81,12 @@ class SearchSpace(ABC):
         """Settings that change statistics (part of the statistics cache key)."""
         return {"name": type(self).__name__}
 
+    def loss_weights(self, parts: list[Batch]) -> list[float]:
+        """Each piece's weight in the whole batch's loss, for a pass in micro-batches
+        (``cache.micro_batches``): default equal shares, right for a loss that is a
+        mean over the same number of tokens in every row."""
+        return [1.0 / len(parts)] * len(parts)
+
     # -- concrete helpers ---------------------------------------------------------
     def quality(self, arch_id: str) -> float:
         """Ground truth oriented so that higher always means a better trained model."""

@@ -192,6 +192,14 @@ class FlexiBERTSpace(SearchSpace):
             )
         return self.mask_tokens(ids, effective_seed)
 
+    def loss_weights(self, parts: list[Batch]) -> list[float]:
+        """``mlm``: a mean over the masked positions, so each piece weighs its share of
+        them; ``hidden_sum``: a sum, so every piece weighs 1."""
+        if self.objective == "hidden_sum":
+            return [1.0] * len(parts)
+        counts = [int((part["labels"] != IGNORE_INDEX).sum()) for part in parts]
+        return [count / sum(counts) for count in counts]
+
     def mask_tokens(self, ids: torch.Tensor, seed: int) -> Batch:
         """Replace a seeded ``mask_prob`` fraction of positions by [MASK]; labels = originals."""
         gen = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -2,20 +2,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.base import Taps
-
-#: how the per-layer tensors of two half batches combine into the whole batch's (the
-#: out-of-memory retry of the statistics cache): ``concat`` per-sample values (A, H,
-#: S); ``concat_halved`` per-sample gradients of the batch-mean loss, which each half
-#: weights twice (J); ``mean`` batch-mean quantities such as weight gradients (G);
-#: ``same`` values that do not depend on the batch (W)
-Merge = Literal["concat", "concat_halved", "mean", "same"]
 
 
 class StatExtractor(ABC):
@@ -35,8 +27,12 @@ class StatExtractor(ABC):
     shape_group: ClassVar[str] = ""
     #: every value is >= 0 (S: attention probabilities)
     nonnegative: ClassVar[bool] = False
-    #: how half-batch statistics merge (see :data:`Merge`)
-    merge: ClassVar[Merge] = "concat"
+    #: values per sample, batch dimension first (A, H, S, and J: with each micro-batch's
+    #: loss scaled by 1/parts, its gradient is the whole batch's): micro-batches of one
+    #: pass (``cache.micro_batches``, the out-of-memory retry) each give their rows.
+    #: False: a whole-batch quantity read once after the last micro-batch (W; G, whose
+    #: gradients accumulate to the whole batch's)
+    per_sample: ClassVar[bool] = True
 
     @property
     def symbol(self) -> str:
@@ -58,17 +54,3 @@ class StatExtractor(ABC):
 
     def detach(self) -> None:
         """Remove hooks (default: nothing)."""
-
-    @classmethod
-    def merge_halves(cls, first: list[torch.Tensor], second: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The whole batch's per-layer tensors from its two halves', as :attr:`merge` says."""
-        if cls.merge == "same":
-            return list(first)
-        if cls.merge == "mean":
-            return [(a + b) / 2 for a, b in zip(first, second)]
-        if cls.merge in ("concat", "concat_halved"):
-            joined = [torch.cat([a, b]) for a, b in zip(first, second)]
-            return [t / 2 for t in joined] if cls.merge == "concat_halved" else joined
-        raise LPZeroError(
-            f"statistic input {cls.name!r} declares merge={cls.merge!r}; choose one of: {', '.join(get_args(Merge))}"
-        )

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from lpzero_fw.ops.base import Values
-from lpzero_fw.registry import STATS, LPZeroError
+from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace
-from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, extract_raw, summarize
+from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, ExtractionPlan, RawStats, extract_raw, summarize
 
 #: storage dtypes on disk. float32 (the default) is lossless: computation is float32
 #: too. float16 flushes the 1e-5..1e-8 gradients and Jacobians of untrained models to
@@ -62,6 +62,7 @@ class StatsStore:
         memory: bool = True,
         fabric=None,
         symbols: tuple[str, ...] | None = None,
+        micro_batches: int = 1,
     ) -> None:
         if budget is not None and budget < 1:
             raise LPZeroError(f"cache.budget={budget} must be a positive integer or null (exact)")
@@ -76,6 +77,7 @@ class StatsStore:
         self.keep_in_memory = memory
         self.fabric = fabric
         self.symbols = None if symbols is None else tuple(sorted(symbols))  # None: every input
+        self.micro_batches = micro_batches
         self.directory = Path(directory) if directory else default_cache_dir()
         self.memory: dict[str, ArchStats] = {}
         self.skipped: dict[str, str] = {}
@@ -114,6 +116,8 @@ class StatsStore:
         }
         if self.symbols is not None:
             settings["symbols"] = self.symbols
+        if self.micro_batches != 1:  # gradients accumulate in another order: not the same bits
+            settings["micro_batches"] = self.micro_batches
         blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
@@ -204,6 +208,30 @@ class StatsStore:
     def cached(self, arch_id: str) -> bool:
         return arch_id in self.memory or (self.enabled and self.path(arch_id).exists())
 
+    # -- extraction in another pass ----------------------------------------------------
+    @property
+    def plan(self) -> ExtractionPlan:
+        """What this store's pass extracts (inputs, budget, sampling seed)."""
+        return ExtractionPlan(self.symbols, self.budget, self.model_seed)
+
+    @property
+    def plain_pass(self) -> bool:
+        """Its pass is one float32 pass on the CPU, so another such pass of the same model
+        (seed ``model_seed``) and :attr:`batch` may extract for it (``task=rank``'s baselines)."""
+        return self.micro_batches == 1 and (self.fabric is None or bool(getattr(self.fabric, "plain_cpu", False)))
+
+    def add(self, arch_id: str, raw: RawStats) -> ArchStats:
+        """Keep (and write) what another pass extracted of ``arch_id`` with :attr:`plan`:
+        the same statistics :meth:`get` would have extracted itself."""
+        stats = _round_trip(summarize(raw, self.budget, seed=self.model_seed), DTYPES[self.dtype])
+        if self.enabled:
+            with self.lock(arch_id):
+                if self._read(arch_id, quiet=True) is None:
+                    self._write(arch_id, stats)
+        if self.keep_in_memory:
+            self.memory[arch_id] = stats
+        return stats
+
     def _extract(self, arch_id: str) -> ArchStats:
         import time
 
@@ -217,20 +245,19 @@ class StatsStore:
         return stats
 
     def _extract_with_retry(self, arch_id: str):
-        """One pass; on failure (e.g. out of memory) once more as two half batches."""
+        """One pass; on failure (e.g. out of memory) once more in twice as many micro-batches."""
         try:
             return extract_raw(self.space, arch_id, self.batch, self.symbols, seed=self.model_seed,
-                               fabric=self.fabric, budget=self.budget)
+                               fabric=self.fabric, budget=self.budget, micro_batches=self.micro_batches)
         except LPZeroError:
             raise
         except Exception as first:  # noqa: BLE001 - any model failure gets one retry
+            parts = 2 * self.micro_batches
             warnings.warn(f"{arch_id}: extraction failed ({type(first).__name__}: {first}); "
-                          "retrying with the batch in two halves", RuntimeWarning)
-            try:  # whole layers of each half (samples of halves do not merge), sampled after merging
-                halves = split_batch(self.batch)
-                parts = [extract_raw(self.space, arch_id, half, self.symbols, seed=self.model_seed, fabric=self.fabric)
-                         for half in halves]
-                return merge_halves(parts)
+                          f"retrying in {parts} micro-batches", RuntimeWarning)
+            try:
+                return extract_raw(self.space, arch_id, self.batch, self.symbols, seed=self.model_seed,
+                                   fabric=self.fabric, budget=self.budget, micro_batches=parts)
             except Exception as second:  # noqa: BLE001
                 raise FaultyArchitecture(f"{type(second).__name__}: {second}") from second
 
@@ -279,25 +306,7 @@ class StatsStore:
 
 
 class FaultyArchitecture(RuntimeError):
-    """An architecture whose statistics cannot be extracted even with half batches."""
-
-
-def split_batch(batch: dict) -> list[dict]:
-    size = next(iter(batch.values())).shape[0]
-    if size < 2:
-        raise RuntimeError("batch of 1 cannot be split")
-    half = size // 2
-    return [{k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}]
-
-
-def merge_halves(parts: list[dict]) -> dict:
-    """Statistics of the whole batch from its two halves.
-
-    Each input merges as its extractor declares (``StatExtractor.merge``): per-sample
-    inputs are concatenated along the batch dimension, J also halved (each half's
-    mean loss weights its samples twice), gradients averaged, weights kept.
-    """
-    return {symbol: STATS.get(symbol).merge_halves(parts[0][symbol], parts[1][symbol]) for symbol in parts[0]}
+    """An architecture whose statistics cannot be extracted even in micro-batches."""
 
 
 class LazyStats(Mapping):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lpzero_fw.ops.base import Values
-from lpzero_fw.registry import STATS
+from lpzero_fw.registry import STATS, LPZeroError
 from lpzero_fw.search_spaces.base import Batch, SearchSpace
 
 #: bump when the meaning or the sampling of any extracted statistic changes (part of
@@ -55,13 +55,81 @@ def sampler(budget: int, seed: int = 0) -> Callable[[torch.Tensor], LayerSample]
         # take() reads row-major positions of non-contiguous tensors without a copy
         values = torch.take(tensor, index).to("cpu", torch.float64)
         if n > budget:
-            values = _pin(values, tensor)
+            lo, hi = tensor.aminmax()
+            values = _pin(values, float(lo), float(hi), float(torch.mean(tensor, dtype=torch.float64)))
         return LayerSample(values.float(), n, int(tensor.shape[0]) if tensor.dim() else 1)
 
     return keep
 
 
-def _pin(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+class _Parts:
+    """One per-sample layer seen in ``parts`` equal micro-batches (batch dimension first):
+    each part's tensor is the next ``1/parts`` of the whole layer's row-major positions.
+    Budget mode keeps the whole layer's sample positions that fall in each part, and the
+    layer's extremes and sum, so :meth:`result` is :func:`sampler`'s sample of the whole
+    layer; exact mode keeps each part whole and concatenates them."""
+
+    def __init__(self, budget: int | None, seed: int, parts: int) -> None:
+        self.budget, self.seed, self.parts = budget, seed, parts
+        self.pieces: list[torch.Tensor] = []
+        self.numel, self.lead, self.total = 0, 0, 0.0
+        self.lo, self.hi = float("inf"), float("-inf")
+
+    def add(self, tensor: torch.Tensor, part: int, rows: int) -> None:
+        tensor = tensor.detach()
+        size = tensor.numel()
+        if len(self.pieces) != part or (part and size * part != self.numel):
+            raise RuntimeError(f"micro-batch {part} does not see this layer as the others do")
+        if tensor.dim() == 0 or tensor.shape[0] != rows:
+            raise RuntimeError(f"a per-sample input of shape {tuple(tensor.shape)} does not lead with "
+                               f"the micro-batch's {rows} rows")
+        self.numel += size
+        self.lead += rows
+        if self.budget is None:
+            self.pieces.append(copier(tensor))
+            return
+        index = sample_indices(size * self.parts, self.budget, self.seed)
+        start = part * size
+        lo, hi = int(torch.searchsorted(index, start)), int(torch.searchsorted(index, start + size))
+        self.pieces.append(torch.take(tensor, (index[lo:hi] - start).to(tensor.device)).to("cpu", torch.float64))
+        if size:
+            low, high = tensor.aminmax()
+            self.lo, self.hi = min(self.lo, float(low)), max(self.hi, float(high))
+            self.total += float(torch.sum(tensor, dtype=torch.float64))
+
+    def result(self) -> Layer:
+        if self.budget is None:
+            return torch.cat(self.pieces)
+        values = torch.cat(self.pieces)
+        if self.numel > self.budget:
+            values = _pin(values, self.lo, self.hi, self.total / self.numel)
+        return LayerSample(values.float(), self.numel, self.lead)
+
+
+class _PartKeeper:
+    """``keep`` of a per-sample input over micro-batches: the i-th call of each part goes
+    to the i-th layer (hooks fire in the same order in every part)."""
+
+    def __init__(self, budget: int | None, seed: int, parts: int) -> None:
+        self.budget, self.seed, self.parts = budget, seed, parts
+        self.layers: list[_Parts] = []
+        self.part, self.rows, self.calls = 0, 0, 0
+
+    def start(self, part: int, rows: int) -> None:
+        self.part, self.rows, self.calls = part, rows, 0
+
+    def __call__(self, tensor: torch.Tensor) -> _Parts:
+        if self.part == 0:
+            self.layers.append(_Parts(self.budget, self.seed, self.parts))
+        if self.calls >= len(self.layers):
+            raise RuntimeError(f"micro-batch {self.part} sees more layers than the first")
+        layer = self.layers[self.calls]
+        self.calls += 1
+        layer.add(tensor, self.part, self.rows)
+        return layer
+
+
+def _pin(values: torch.Tensor, lo: float, hi: float, mean: float) -> torch.Tensor:
     """Give a sample the layer's exact extremes and exact mean.
 
     A sample misses the tails (``min_max_normalize`` needs the true min and max) and
@@ -71,16 +139,65 @@ def _pin(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
     (values the shift would carry past an extreme stop there, so that mean is then
     approximate).
     """
-    lo, hi = tensor.aminmax()
-    mean = float(torch.mean(tensor, dtype=torch.float64))
     out = values.clone()
     i_lo, i_hi = int(out.argmin()), int(out.argmax())
     rest = torch.ones_like(out, dtype=torch.bool)
     if i_lo != i_hi:
-        out[i_lo], out[i_hi] = float(lo), float(hi)
+        out[i_lo], out[i_hi] = lo, hi
         rest[i_lo] = rest[i_hi] = False
     out[rest] += (mean * out.numel() - float(out.sum())) / int(rest.sum())
-    return out.clamp_(float(lo), float(hi))  # a shift must not carry values past the extremes
+    return out.clamp_(lo, hi)  # a shift must not carry values past the extremes
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What a pass extracts: the inputs (``None``: every registered one), the budget
+    (``None``: whole layers) and the sampling seed. Plain values, so a pass in a worker
+    process (``task=rank`` baselines, ``rank.workers``) can extract for the store."""
+
+    symbols: tuple[str, ...] | None = None
+    budget: int | None = None
+    seed: int = 0
+
+
+class Extraction:
+    """The statistic extractors of one pass: :meth:`attach` before the forward,
+    :meth:`collect` after the backward, :meth:`detach` always. Any pass of the LM loss
+    can carry them (:func:`extract_raw`'s own, or the shared pass of the baselines).
+
+    ``parts > 1``: the pass runs as that many equal micro-batches (:meth:`start_part`
+    before each, each loss scaled by ``SearchSpace.loss_weights``), and per-sample
+    inputs (``per_sample``) are gathered across them, sampled as the whole layer would be; the others are read
+    once, after the last part, from the accumulated gradients.
+    """
+
+    def __init__(self, plan: ExtractionPlan, parts: int = 1) -> None:
+        keep = copier if plan.budget is None else sampler(plan.budget, plan.seed)
+        symbols = plan.symbols if plan.symbols is not None else STATS.names()
+        self.extractors = [STATS.get(symbol)() for symbol in symbols]
+        self.keepers: list[_PartKeeper] = []
+        for extractor in self.extractors:
+            if parts > 1 and extractor.per_sample:
+                extractor.keep = _PartKeeper(plan.budget, plan.seed, parts)
+                self.keepers.append(extractor.keep)
+            else:
+                extractor.keep = keep
+
+    def start_part(self, part: int, rows: int) -> None:
+        for keeper in self.keepers:
+            keeper.start(part, rows)
+
+    def attach(self, model: torch.nn.Module, taps) -> None:
+        for extractor in self.extractors:
+            extractor.attach(model, taps)
+
+    def collect(self, model: torch.nn.Module, taps) -> RawStats:
+        return {e.symbol: [_cpu(t.result() if isinstance(t, _Parts) else t) for t in e.collect(model, taps)]
+                for e in self.extractors}
+
+    def detach(self) -> None:
+        for extractor in self.extractors:
+            extractor.detach()
 
 
 def extract_raw(
@@ -91,35 +208,51 @@ def extract_raw(
     seed: int = 0,
     fabric=None,
     budget: int | None = None,
+    micro_batches: int = 1,
 ) -> RawStats:
     """Build ``arch_id``, run the loss forward and backward once, return every input.
 
     ``budget=None``: whole per-layer tensors; else :class:`LayerSample` per layer, the
-    same values :func:`summarize` would draw from the whole tensors.
+    same values :func:`summarize` would draw from the whole tensors. ``micro_batches``:
+    the pass in that many equal pieces of the batch, for a ``1/micro_batches`` share of
+    the activation memory; the statistics are the whole batch's (per-sample inputs as
+    computed; gradients accumulated in another order, so equal to float rounding), each
+    piece's loss weighted by :meth:`SearchSpace.loss_weights`.
     """
-    symbols = list(symbols) if symbols is not None else STATS.names()
+    plan = ExtractionPlan(None if symbols is None else tuple(symbols), budget, seed)
+    parts = split_batch(batch, micro_batches)
     model = space.build_model(arch_id, seed=seed)
     device = fabric.device if fabric is not None else torch.device("cpu")
     model = model.to(device).eval()  # eval: no dropout, so statistics are deterministic
-    batch = {key: value.to(device) for key, value in batch.items()}
     taps = space.taps(model)
-    keep = copier if budget is None else sampler(budget, seed)
-    extractors = [STATS.get(symbol)() for symbol in symbols]
-    for extractor in extractors:
-        extractor.keep = keep
+    weights = space.loss_weights(parts) if len(parts) > 1 else [1.0]
+    extraction = Extraction(plan, len(parts))
     precision = fabric.autocast() if fabric is not None else contextlib.nullcontext()
     try:
-        for extractor in extractors:
-            extractor.attach(model, taps)
-        with torch.enable_grad(), precision:
-            loss = model(**batch)
-        loss.backward()
-        del loss
-        return {extractor.symbol: [_cpu(t) for t in extractor.collect(model, taps)] for extractor in extractors}
+        extraction.attach(model, taps)
+        for index, part in enumerate(parts):
+            extraction.start_part(index, next(iter(part.values())).shape[0])
+            part = {key: value.to(device) for key, value in part.items()}
+            with torch.enable_grad(), precision:
+                loss = model(**part)
+            (loss if len(parts) == 1 else loss * weights[index]).backward()
+            del loss
+        return extraction.collect(model, taps)
     finally:
-        for extractor in extractors:
-            extractor.detach()
+        extraction.detach()
         del model
+
+
+def split_batch(batch: Batch, parts: int) -> list[Batch]:
+    """``batch`` in ``parts`` equal pieces along the batch dimension (1: the batch itself)."""
+    rows = next(iter(batch.values())).shape[0]
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1 or rows % parts:
+        raise LPZeroError(f"cache.micro_batches={parts!r} must be a positive integer that divides "
+                          f"the batch size {rows}")
+    if parts == 1:
+        return [batch]
+    size = rows // parts
+    return [{key: value[i * size:(i + 1) * size] for key, value in batch.items()} for i in range(parts)]
 
 
 def _cpu(layer: Layer) -> Layer:

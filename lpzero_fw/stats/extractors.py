@@ -74,7 +74,6 @@ class Jacobians(StatExtractor):
     from the shared LM-loss backward, so no extra pass is needed.
     """
 
-    merge = "concat_halved"
     shape_group = "J"
 
     def __init__(self) -> None:
@@ -113,7 +112,7 @@ class Jacobians(StatExtractor):
 
 @STATS.register("W", description="weights of each Linear/Conv1D layer")
 class Weights(StatExtractor):
-    merge = "same"
+    per_sample = False
     shape_group = "weight"
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
@@ -122,7 +121,7 @@ class Weights(StatExtractor):
 
 @STATS.register("G", description="gradients of each Linear/Conv1D weight after the loss backward")
 class Gradients(StatExtractor):
-    merge = "mean"
+    per_sample = False
     shape_group = "weight"
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:

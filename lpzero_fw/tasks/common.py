@@ -101,6 +101,13 @@ class DeferredFabric:
         self.settings = settings
         self._fabric = None
 
+    @property
+    def plain_cpu(self) -> bool:
+        """One CPU device in float32: passes need no Fabric at all (see StatsStore.plain_pass)."""
+        return (str(self.settings.get("accelerator", "cpu")) == "cpu"
+                and str(self.settings.get("precision", "32-true")) in ("32-true", "32")
+                and str(self.settings.get("devices", 1)) == "1")
+
     def __getattr__(self, name: str):  # only for what this class does not define
         if name.startswith("__") or name == "_fabric":
             raise AttributeError(name)
@@ -121,6 +128,7 @@ def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
         enabled=cache["enabled"],
         memory=cache.get("memory", True),
         fabric=fabric,
+        micro_batches=cache.get("micro_batches", 1),
     )
 
 

@@ -19,10 +19,10 @@ from omegaconf import DictConfig, ListConfig
 from lpzero_fw import metrics
 from lpzero_fw.baselines import ensemble
 from lpzero_fw.baselines.reference import NAMED_FORMULAS
-from lpzero_fw.baselines.runner import score_baselines
+from lpzero_fw.baselines.runner import STATISTICS, run_baselines
 from lpzero_fw.proxy.evaluate import ABSENT_INPUT, Evaluator, InvalidProxy, absent_counts
 from lpzero_fw.formula.parse import parse
-from lpzero_fw.registry import BASELINES, TASKS, LPZeroError
+from lpzero_fw.registry import BASELINES, TASKS, LPZeroError, import_modules
 from lpzero_fw.tasks.figures import proxies_vs_params
 from lpzero_fw.tasks.common import (
     build_fabric,
@@ -231,12 +231,14 @@ def _start_worker(config: dict, baselines: list[str]) -> None:
 
     torch.set_num_threads(1)
     cfg = OmegaConf.create(config)
+    import_modules(list(cfg.get("plugins") or []))  # local plugins, as the parent imported them
     space = build_space(cfg)
     _WORKER.update(space=space, batch=space.make_batch(seed=int(cfg.data.get("seed", 0))), baselines=baselines)
 
 
-def _baselines_in_worker(arch_id: str) -> tuple[dict[str, float], dict[str, float]]:
-    return _scored(_WORKER["space"], arch_id, _WORKER["batch"], _WORKER["baselines"])
+def _baselines_in_worker(job) -> tuple[dict[str, float], dict[str, float], dict | None]:
+    arch_id, plan = job
+    return _scored(_WORKER["space"], arch_id, _WORKER["batch"], _WORKER["baselines"], plan)
 
 
 def _workers(cfg) -> int:
@@ -246,22 +248,23 @@ def _workers(cfg) -> int:
     return value
 
 
-def _baseline_values(cfg, space, arch_ids, baselines, batch):
-    """An iterator of ``(values, seconds)`` per arch, in order: from this process, or from
-    ``rank.workers`` processes (one torch thread each; a baseline seeds its own model, so the
-    values do not depend on where it ran)."""
-    workers = min(_workers(cfg), len(arch_ids))
+def _baseline_values(cfg, space, jobs, baselines, batch):
+    """An iterator of ``(values, seconds, statistics)`` per ``(arch_id, plan)`` job, in order:
+    from this process, or from ``rank.workers`` processes (one torch thread each; a
+    baseline seeds its own model, so the values do not depend on where it ran)."""
+    workers = min(_workers(cfg), len(jobs))
     if workers > 1:
-        return _in_workers(cfg, arch_ids, baselines, workers)
-    return (_scored(space, arch_id, batch, baselines) for arch_id in arch_ids)
+        return _in_workers(cfg, jobs, baselines, workers)
+    return (_scored(space, arch_id, batch, baselines, plan) for arch_id, plan in jobs)
 
 
-def _scored(space, arch_id: str, batch, baselines) -> tuple[dict[str, float], dict[str, float]]:
+def _scored(space, arch_id: str, batch, baselines, plan=None):
     seconds: dict[str, float] = {}
-    return score_baselines(space, arch_id, batch, baselines, seconds=seconds), seconds
+    values, raw = run_baselines(space, arch_id, batch, baselines, seconds=seconds, extract=plan)
+    return values, seconds, raw
 
 
-def _in_workers(cfg, arch_ids, baselines, workers: int):
+def _in_workers(cfg, jobs, baselines, workers: int):
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -270,12 +273,15 @@ def _in_workers(cfg, arch_ids, baselines, workers: int):
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
                                initargs=(OmegaConf.to_container(cfg, resolve=True), list(baselines)))
     try:
-        yield from pool.map(_baselines_in_worker, arch_ids)
+        yield from pool.map(_baselines_in_worker, jobs)
     finally:  # an error or interrupt in the caller must not wait for the remaining archs
         pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _score_all(cfg, space, arch_ids, baselines, formulas):
+    """Scores of every baseline and formula on ``arch_ids``. Statistics the cache lacks are
+    extracted by the baselines' shared pass when there is one (one forward+backward per
+    arch for both), else by the store itself."""
     scores = {name: np.full(len(arch_ids), np.nan) for name in [*baselines, *formulas]}
     absent = {name: np.zeros(len(arch_ids), dtype=bool) for name in formulas}
     lacking: dict[str, int] = {}  # input -> archs with no layer of it
@@ -284,19 +290,24 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
     parsed = {label: parse(text) for label, text in formulas.items()}
     evaluator = Evaluator()
     batch = space.make_batch(seed=int(cfg.data.get("seed", 0))) if baselines else None
-    scored = _baseline_values(cfg, space, arch_ids, baselines, batch) if baselines else None
+    share = (store is not None and store.plain_pass and store.batch_seed == int(cfg.data.get("seed", 0))
+             and any(BASELINES.get(name).shared_pass for name in baselines))
+    jobs = [(a, store.plan if share and not store.cached(a) else None) for a in arch_ids]
+    scored = _baseline_values(cfg, space, jobs, baselines, batch) if baselines else None
     with progress_bar() as progress:
         bar = progress.add_task("rank", total=len(arch_ids), info="")
         for i, arch_id in enumerate(arch_ids):
+            raw, extraction = None, 0.0
             if scored is not None:
-                values, spent = next(scored)
+                values, spent, raw = next(scored)
                 for name, value in values.items():
                     scores[name][i] = value
                     seconds[name] += spent.get(name, 0.0)
+                extraction = spent.get(STATISTICS, 0.0)
             if parsed:
                 t0 = time.perf_counter()
-                stats = store.get(arch_id)
-                extraction = (time.perf_counter() - t0) / len(parsed)
+                stats = store.get(arch_id) if raw is None else store.add(arch_id, raw)
+                extraction = (extraction + time.perf_counter() - t0) / len(parsed)
                 for symbol, count in absent_counts({arch_id: stats}).items():
                     lacking[symbol] = lacking.get(symbol, 0) + count
                 for label, proxy in parsed.items():

@@ -66,13 +66,14 @@ class Log2(UnaryOp):
 class BiasGradients(StatExtractor):
     """dL/db of every tapped linear layer that has a bias.
 
-    The loss is a mean over the batch, so the gradient of the whole batch is the mean
-    of its two halves' gradients: ``merge = "mean"`` tells the statistics cache how to
-    join them when it retries an architecture in two half batches (out of memory).
+    A whole-batch quantity, not one value per sample: ``per_sample = False`` tells the
+    statistics cache to read it once after the last micro-batch of a pass (the gradients
+    accumulate to the whole batch's), e.g. when it retries an architecture in two
+    micro-batches after running out of memory.
     """
 
     shape_group = "example.bias"
-    merge = "mean"
+    per_sample = False
 
     def collect(self, model: nn.Module, taps: Taps) -> list[torch.Tensor]:
         grads = []
