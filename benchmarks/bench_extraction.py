@@ -2,6 +2,7 @@
 
     python benchmarks/bench_extraction.py                       # default batch and 16x192
     python benchmarks/bench_extraction.py --batches 4x64 --archs 3 --repeats 2
+    python benchmarks/bench_extraction.py --memory 16x192 --micro-batches 1 2 4 8
 
 For architectures spread over the GPT-2 benchmark's size range, times in ONE process,
 interleaved arch by arch (plain, extraction, plain, extraction, ...):
@@ -16,11 +17,17 @@ process (``time.process_time``; robust to other load on a shared machine when to
 runs one thread) and in wall seconds. Interleaving in one process keeps the ratios
 comparable under load; the absolute seconds are not (report them as measured on a
 loaded machine when it was).
+
+``--memory SHAPE``: peak RSS and CPU seconds of one cold extraction of the largest
+architecture at that batch, in a fresh process per ``cache.micro_batches`` value (next to
+a plain forward+backward of the same model, also in its own process).
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -51,6 +58,36 @@ def plain(space, arch_id: str, batch) -> None:
     del model, loss
 
 
+def _one_pass(shape: str, arch: str, micro_batches: int, threads: int) -> tuple[float, float]:
+    """In a fresh process: (CPU seconds, peak RSS GB) of one cold extraction (0: plain pass)."""
+    from lpzero_fw.search_spaces.gpt2 import GPT2Space
+    from lpzero_fw.stats.cache import StatsStore
+
+    torch.set_num_threads(threads)
+    bs, seq = (int(v) for v in shape.split("x"))
+    space = GPT2Space(benchmark=str(data_root() / "random_GPT2_wt103"),
+                      data={"name": "synthetic", "batch_size": bs, "seq_len": seq, "seed": 0})
+    store = StatsStore(space, enabled=False, memory=False, micro_batches=max(micro_batches, 1))
+    start = time.process_time()
+    plain(space, arch, store.batch) if micro_batches == 0 else store._extract(arch)
+    return time.process_time() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def memory(shape: str, micro_batches: list[int], threads: int) -> None:
+    from lpzero_fw.search_spaces.gpt2 import GPT2Space
+
+    space = GPT2Space(benchmark=str(data_root() / "random_GPT2_wt103"))
+    arch = spread(space, 2)[-1]
+    params = space.param_counts(arch)["total"] / 1e6
+    print(f"batch {shape}, largest arch {arch} ({params:.1f} M params), {threads} thread(s), fresh process each")
+    context = multiprocessing.get_context("spawn")
+    for parts in [0, *micro_batches]:
+        with context.Pool(1) as pool:
+            seconds, rss = pool.apply(_one_pass, (shape, arch, parts, threads))
+        label = "plain forward+backward" if parts == 0 else f"extraction, micro_batches={parts}"
+        print(f"  {label:<32} CPU {seconds:7.2f} s   peak RSS {rss:5.2f} GB")
+
+
 def main() -> None:
     from lpzero_fw.search_spaces.gpt2 import GPT2Space
     from lpzero_fw.stats.cache import StatsStore
@@ -63,7 +100,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--data", default="synthetic", choices=["synthetic", "wikitext2"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory", metavar="SHAPE", help="peak RSS per micro-batches value at this batch")
+    parser.add_argument("--micro-batches", type=int, nargs="+", default=[1, 2, 4, 8])
     args = parser.parse_args()
+    if args.memory:
+        memory(args.memory, args.micro_batches, args.threads)
+        return
     torch.set_num_threads(args.threads)
     budget = None if args.budget == "exact" else int(args.budget)
 

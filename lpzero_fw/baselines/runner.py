@@ -9,7 +9,7 @@ import torch
 
 from lpzero_fw.registry import BASELINES
 from lpzero_fw.search_spaces.base import Batch, SearchSpace
-from lpzero_fw.stats.extract import Extraction, ExtractionPlan, RawStats
+from lpzero_fw.stats.extract import Extraction, ExtractionPlan, RawStats, release_freed_memory
 
 #: the key of ``seconds`` that gets the statistics' share of the shared pass
 STATISTICS = "statistics"
@@ -69,6 +69,8 @@ def run_baselines(
     for group in groups.values():
         _own_pass(space, arch_id, batch, group, classes, seed, seconds, results, spare)
         spare = None
+    spare = None  # an unused spare (no own-pass baseline) goes before the heap is trimmed
+    release_freed_memory()
     return {name: results.get(name, math.nan) for name in names}, raw
 
 

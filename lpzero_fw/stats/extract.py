@@ -9,6 +9,7 @@ ends. Without a budget (``cache=exact``) each layer is copied whole, once.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
@@ -240,7 +241,26 @@ def extract_raw(
         return extraction.collect(model, taps)
     finally:
         extraction.detach()
-        del model
+        del model, taps
+        release_freed_memory()
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or ``None`` where the C library is not glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the heap a finished model freed back to the OS. glibc keeps it otherwise, so
+    every later, smaller model would sit on top of the largest one's peak (measured at
+    16x192: 1.93 GB resident after small models that follow a 59M one, 0.72 GB with this)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def split_batch(batch: Batch, parts: int) -> list[Batch]:

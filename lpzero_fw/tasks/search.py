@@ -226,6 +226,9 @@ def run(cfg: DictConfig) -> dict:
 def _evaluate(bench: Benchmark, best, rules, search_scorer) -> dict:
     """The best proxy on all archs (``full``, in-sample) and on the held-out pool."""
     all_ids = bench.space.arch_ids()
+    # the search's cached branch tensors (up to Evaluator.max_tensor_bytes) are of no use to
+    # one proxy: dropped before the rest of the benchmark's models are built
+    search_scorer.evaluator.clear()
     stats = load_stats(bench.store, all_ids, f"best proxy on all {len(all_ids)} archs ({bench.label})")
     all_ids = [a for a in all_ids if a not in bench.store.skipped]
     final = ProxyScorer(stats, bench.quality, rules, evaluator=search_scorer.evaluator)
