@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,19 @@ def offline_records(run_dir: Path) -> list:
     return records
 
 
-def offline_run(run_dir: Path) -> dict:
-    """``summary`` (flat key → value), ``artifacts`` (type → file names), ``media`` files."""
+def offline_run(run_dir: Path, wait: float = 30.0) -> dict:
+    """``summary`` (flat key → value), ``artifacts`` (type → file names), ``media`` files.
+
+    Waits up to ``wait`` s for the run's ``exit`` record: W&B's service process writes the
+    file, and on a loaded machine its last records were once not there yet (a summary
+    without ``best_proxy``) when the CLI had already exited."""
+    deadline = time.monotonic() + wait
+    records = offline_records(run_dir)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = offline_records(run_dir)
     summary, artifacts = {}, {}
-    for record in offline_records(run_dir):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "summary":
             for item in record.summary.update:
