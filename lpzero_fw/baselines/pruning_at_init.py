@@ -90,7 +90,7 @@ class SynFlow(BaselineProxy):
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
         total = 0.0
         for weight, grad in _synflow_gradients(model, batch, taps):
-            total += float((weight * grad).abs().sum())
+            total += float((weight * grad).abs_().sum())
         return total
 
 
@@ -153,5 +153,5 @@ class GraSP(BaselineProxy):
         total = 0.0
         for w, h in zip(weights, hg):
             if h is not None:
-                total += float((-w.detach().double() * h.detach().double()).sum())
+                total -= float(w.detach().double().mul_(h.detach().double()).sum())  # = sum(-w * h), bit for bit
         return total

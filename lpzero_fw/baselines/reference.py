@@ -72,9 +72,9 @@ class LPZeroGPT2Reference(BaselineProxy):
     def score(self, model: nn.Module, batch: Batch, taps: Taps) -> float:
         per_layer = []
         for module in taps.linears:
-            weight = module.weight.detach().double()
-            grad = weight_grad(module).double()
-            per_layer.append(float(weight.square().mean() + torch.softmax(grad, dim=0).square().mean()))
+            weight = module.weight.detach().double().square_()  # (in place on the float64 copies)
+            grad = torch.softmax(weight_grad(module).double(), dim=0).square_()
+            per_layer.append(float(weight.mean() + grad.mean()))
         return sum(per_layer) / len(per_layer) if per_layer else math.nan
 
 #: the projection the reference hooked, in its order of preference
