@@ -47,6 +47,8 @@ def test_micro_batches_must_divide_the_batch(space_and_arch, tmp_path):
     space, arch = space_and_arch
     with pytest.raises(LPZeroError, match="cache.micro_batches=3 must be a positive integer that divides the batch size 4"):
         extract_raw(space, arch, space.make_batch(), micro_batches=3)
+    with pytest.raises(LPZeroError, match="cache.micro_batches=3 must be"):  # before any pass
+        StatsStore(space, directory=tmp_path, micro_batches=3).batch
     one, two = (StatsStore(space, directory=tmp_path, micro_batches=m) for m in (1, 2))
     assert one.key(arch) != two.key(arch)  # not the same bits: their own cache files
     assert one.plain_pass and not two.plain_pass  # task=rank's single pass cannot stand in for two

@@ -23,7 +23,7 @@ import torch
 from lpzero_fw.ops.base import Values
 from lpzero_fw.registry import LPZeroError
 from lpzero_fw.search_spaces.base import SearchSpace
-from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, ExtractionPlan, RawStats, extract_raw, summarize
+from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, ExtractionPlan, RawStats, extract_raw, split_batch, summarize
 
 #: storage dtypes on disk. float32 (the default) is lossless: computation is float32
 #: too. float16 flushes the 1e-5..1e-8 gradients and Jacobians of untrained models to
@@ -101,7 +101,9 @@ class StatsStore:
     @property
     def batch(self):
         if self._batch is None:
-            self._batch = self.space.make_batch(seed=self.batch_seed)
+            batch = self.space.make_batch(seed=self.batch_seed)
+            split_batch(batch, self.micro_batches)  # a bad micro_batches fails before any pass
+            self._batch = batch
         return self._batch
 
     def key(self, arch_id: str) -> str:
