@@ -168,8 +168,8 @@ class Extraction:
 
     ``parts > 1``: the pass runs as that many equal micro-batches (:meth:`start_part`
     before each, each loss scaled by ``SearchSpace.loss_weights``), and per-sample
-    inputs (``per_sample``) are gathered across them, sampled as the whole layer would be; the others are read
-    once, after the last part, from the accumulated gradients.
+    inputs (``per_sample``) are gathered across them, sampled as the whole layer would
+    be; the others are read once, after the last part, from the accumulated gradients.
     """
 
     def __init__(self, plan: ExtractionPlan, parts: int = 1) -> None:
@@ -226,7 +226,7 @@ def extract_raw(
     device = fabric.device if fabric is not None else torch.device("cpu")
     model = model.to(device).eval()  # eval: no dropout, so statistics are deterministic
     taps = space.taps(model)
-    weights = space.loss_weights(parts) if len(parts) > 1 else [1.0]
+    weights = space.loss_weights(parts) if len(parts) > 1 else None
     extraction = Extraction(plan, len(parts))
     precision = fabric.autocast() if fabric is not None else contextlib.nullcontext()
     try:
@@ -236,7 +236,9 @@ def extract_raw(
             part = {key: value.to(device) for key, value in part.items()}
             with torch.enable_grad(), precision:
                 loss = model(**part)
-            (loss if len(parts) == 1 else loss * weights[index]).backward()
+            if weights is not None:
+                loss = loss * weights[index]
+            loss.backward()
             del loss
         return extraction.collect(model, taps)
     finally:

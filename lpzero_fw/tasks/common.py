@@ -128,7 +128,7 @@ def build_store(cfg: DictConfig, space: SearchSpace, fabric=None) -> StatsStore:
         enabled=cache["enabled"],
         memory=cache.get("memory", True),
         fabric=fabric,
-        micro_batches=cache.get("micro_batches", 1),
+        micro_batches=cache["micro_batches"],
     )
 
 

@@ -289,8 +289,10 @@ def _score_all(cfg, space, arch_ids, baselines, formulas):
     store = build_store(cfg, space, build_fabric(cfg)) if formulas else None
     parsed = {label: parse(text) for label, text in formulas.items()}
     evaluator = Evaluator()
-    batch = space.make_batch(seed=int(cfg.data.get("seed", 0))) if baselines else None
-    share = (store is not None and store.plain_pass and store.batch_seed == int(cfg.data.get("seed", 0))
+    batch = None
+    if baselines:  # the store's batch when there is one (the same seed): made once
+        batch = store.batch if store is not None else space.make_batch(seed=int(cfg.data.get("seed", 0)))
+    share = (store is not None and store.plain_pass
              and any(BASELINES.get(name).shared_pass for name in baselines))
     jobs = [(a, store.plan if share and not store.cached(a) else None) for a in arch_ids]
     scored = _baseline_values(cfg, space, jobs, baselines, batch) if baselines else None
