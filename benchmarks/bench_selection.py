@@ -5,7 +5,7 @@
 A nested check that never loads a held-out architecture: for each seed the benchmark is
 split as a search splits it (:meth:`SearchSpace.split`, ``search.holdout=0.5``) and only
 the *search pool* is used. Within it, ``--reps`` seeded halves give an inner fit set and an
-inner validation set; on each, three ways of choosing the final proxy are compared by
+inner validation set; on each, four ways of choosing the final proxy are compared by
 Kendall τ on the inner validation set, beside non-embedding parameters there:
 
 - ``fitness``: the search as it is, the best proxy by fitness (Spearman ρ) on the fit set;
@@ -35,12 +35,15 @@ sys.path.insert(0, str(REPO))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import lpzero_fw.tasks  # noqa: E402,F401  (registers the config schemas)
+from lpzero_fw import metrics  # noqa: E402
+from lpzero_fw.formula.parse import parse  # noqa: E402
 from lpzero_fw.proxy.evaluate import InvalidProxy  # noqa: E402
 from lpzero_fw.proxy.fitness import ProxyScorer  # noqa: E402
 from lpzero_fw.proxy.space import FormulaSpace  # noqa: E402
 from lpzero_fw.registry import STRATEGIES, build  # noqa: E402
 from lpzero_fw.rules.apply import RuleSet  # noqa: E402
 from lpzero_fw.tasks.common import build_space, build_store, to_dict  # noqa: E402
+from lpzero_fw.tasks.search import _top  # noqa: E402
 
 TOP = 10
 
@@ -49,9 +52,7 @@ class KendallScorer(ProxyScorer):
     """Fitness = Kendall tau instead of Spearman rho (same rules, same invalid cases)."""
 
     def _spearman(self, values: np.ndarray, arch_ids: list[str]) -> float:
-        if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
-            return float("nan")
-        return float(stats.kendalltau(values, [self.quality[a] for a in arch_ids])[0])
+        return metrics.kendall(values, [self.quality[a] for a in arch_ids])
 
 
 def compose_config(space: str):
@@ -59,20 +60,13 @@ def compose_config(space: str):
         return compose("config", overrides=[f"search_space={space}", "logger=none"])
 
 
-def evolve(cfg, scorer: ProxyScorer, fit_ids: list[str], seed: int):
+def evolve(cfg, formulas: FormulaSpace, scorer: ProxyScorer, fit_ids: list[str], seed: int):
     """The default search on ``fit_ids``: its best proxy and the final population's best distinct members."""
-    space = FormulaSpace(inputs=cfg.search.inputs, unary=cfg.search.unary, binary=cfg.search.binary,
-                         n_unary=int(cfg.search.n_unary), layers=tuple(cfg.search.layers))
-    strategy = build(STRATEGIES, cfg.strategy, space, seed, scorer.static_ok, group="strategy")
+    strategy = build(STRATEGIES, cfg.strategy, formulas, seed, scorer.static_ok, group="strategy")
     while not strategy.done:
         proxies = strategy.ask()
         strategy.tell(proxies, [scorer.fitness(p, fit_ids) for p in proxies])
-    seen, top = set(), []
-    for proxy, _ in sorted(strategy.population, key=lambda member: member[1], reverse=True):
-        if str(proxy) not in seen:
-            seen.add(str(proxy))
-            top.append(proxy)
-    return strategy.best[0], top[:TOP]
+    return strategy.best[0], [parse(member["proxy"]) for member in _top(strategy, TOP)]
 
 
 def main() -> None:
@@ -86,12 +80,14 @@ def main() -> None:
     space = build_space(cfg)
     store = build_store(cfg, space)
     rules = RuleSet(to_dict(cfg.pruning.rules))
+    formulas = FormulaSpace(inputs=cfg.search.inputs, unary=cfg.search.unary, binary=cfg.search.binary,
+                            n_unary=int(cfg.search.n_unary), layers=tuple(cfg.search.layers))
     quality = {a: space.quality(a) for a in space.arch_ids()}
 
     def tau(values, ids) -> float:
         values = np.asarray(values, float)
         keep = np.isfinite(values)
-        return float(stats.kendalltau(values[keep], np.array([quality[a] for a in ids])[keep])[0])
+        return metrics.kendall(values[keep], np.array([quality[a] for a in ids])[keep])
 
     def scores(scorer, proxy, ids) -> np.ndarray:
         try:
@@ -111,20 +107,20 @@ def main() -> None:
             fit, val = ids[: len(ids) // 2], ids[len(ids) // 2:]
 
             scorer = ProxyScorer(pool, quality, rules, evaluator=shared.evaluator)
-            best, top = evolve(cfg, scorer, fit, seed)
+            best, top = evolve(cfg, formulas, scorer, fit, seed)
             by_fitness = tau(scores(scorer, best, val), val)
             averaged = tau(np.mean([stats.rankdata(scores(scorer, p, val)) for p in top], axis=0), val)
 
             inner_fit, inner_val = fit[: len(fit) // 2], fit[len(fit) // 2:]
             scorer = ProxyScorer(pool, quality, rules, evaluator=shared.evaluator)
-            best, top = evolve(cfg, scorer, inner_fit, seed)
+            best, top = evolve(cfg, formulas, scorer, inner_fit, seed)
             inner_quality = [quality[a] for a in inner_val]
             candidates = [best, *top]
-            rho = [stats.spearmanr(scores(scorer, p, inner_val), inner_quality)[0] for p in candidates]
+            rho = [metrics.spearman(scores(scorer, p, inner_val), inner_quality) for p in candidates]
             validated = tau(scores(scorer, candidates[int(np.nanargmax(rho))], val), val)
 
             scorer = KendallScorer(pool, quality, rules, evaluator=shared.evaluator)
-            best, _ = evolve(cfg, scorer, fit, seed)
+            best, _ = evolve(cfg, formulas, scorer, fit, seed)
             by_kendall = tau(scores(scorer, best, val), val)
 
             control = tau([space.param_counts(a)["nonembedding"] for a in val], val)
