@@ -7,8 +7,10 @@ statistics fit in memory), extracts them once, keeps exact and budgeted versions
 of the same statistics, samples random proxies that are valid on both, computes
 each proxy's Kendall tau against ground truth with either version, and prints the
 Spearman correlation between the two tau vectors (the bar: >= 0.98), once for
-proxies that pass the static rules and once for those the search would keep (static and
-dynamic rules, e.g. no score beyond 1e30 on either version).
+proxies that pass the static rules, once for those of them whose exact scores are not
+constant (rule ``constant_scores``: all equal to a relative 1e-6, so their tau ranks
+float rounding, which no sample can reproduce), and once for those the search would
+keep (static and dynamic rules, e.g. no score beyond 1e30 on either version).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from lpzero_fw import metrics
 from lpzero_fw.proxy.evaluate import Evaluator, InvalidProxy
 from lpzero_fw.proxy.space import FormulaSpace
-from lpzero_fw.registry import SEARCH_SPACES
+from lpzero_fw.registry import RULES, SEARCH_SPACES
 from lpzero_fw.rules.apply import RuleSet
 from lpzero_fw.stats.cache import DTYPES, _round_trip
 from lpzero_fw.stats.extract import extract_raw, summarize
@@ -59,11 +61,13 @@ def main() -> None:
 
     proxy_space = FormulaSpace(layers=("mean", "sum"))
     rules = RuleSet("all")
+    constant = RULES.get("constant_scores")()  # scores equal to float rounding: a tau of noise
     rng = random.Random(args.seed)
     ev_exact, ev_budget = Evaluator(), Evaluator()
-    # per proxy: (tau exact, tau budgeted, passes the dynamic rules on both score vectors)
+    # per proxy: (tau exact, tau budgeted, passes the dynamic rules on both score vectors,
+    #             the proxy, its exact scores are not constant)
     rows, drawn = [], 0
-    while sum(row[2] for row in rows) < args.proxies:
+    while min(sum(row[2] for row in rows), sum(row[4] for row in rows)) < args.proxies:
         proxy = proxy_space.sample(rng)
         drawn += 1
         if rules.static_reject(proxy):
@@ -77,18 +81,19 @@ def main() -> None:
             ta, tb = metrics.kendall(a, quality), metrics.kendall(b, quality)
         if np.isfinite(ta) and np.isfinite(tb):
             dynamic_ok = rules.dynamic_reject(a) is None and rules.dynamic_reject(b) is None
-            rows.append((ta, tb, dynamic_ok, proxy))
+            rows.append((ta, tb, dynamic_ok, proxy, not constant.rejects(a)))
     print(f"{drawn} proxies drawn on {len(archs)} archs, budget {args.budget} {args.dtype}")
-    for label, keep in (("static rules only     ", lambda dyn: True),
-                        ("static + dynamic rules", lambda dyn: dyn)):
-        taus = np.array([(ta, tb) for ta, tb, dyn, _ in rows if keep(dyn)])[: args.proxies]
+    for label, keep in (("static rules only     ", lambda row: True),
+                        ("static, not constant  ", lambda row: row[4]),
+                        ("static + dynamic rules", lambda row: row[2])):
+        chosen = [row for row in rows if keep(row)][: args.proxies]
+        taus = np.array([(ta, tb) for ta, tb, *_ in chosen])
         rho = metrics.spearman(taus[:, 1], taus[:, 0])
         gap = np.abs(taus[:, 0] - taus[:, 1])
         print(f"{label} {len(taus)} valid proxies: Spearman(tau_budget, tau_exact) = {rho:.4f}   "
               f"|tau gap| median {np.median(gap):.4f}, 90th pct {np.percentile(gap, 90):.4f}, max {gap.max():.4f}")
-    kept = [row for row in rows if row[2]][: args.proxies]
-    for ta, tb, _, proxy in sorted(kept, key=lambda row: -abs(row[0] - row[1]))[: args.worst]:
-        print(f"  tau exact {ta:+.3f}  budgeted {tb:+.3f}  {proxy}")
+        for ta, tb, _, proxy, _ in sorted(chosen, key=lambda row: -abs(row[0] - row[1]))[: args.worst]:
+            print(f"  tau exact {ta:+.3f}  budgeted {tb:+.3f}  {proxy}")
 
 
 if __name__ == "__main__":
