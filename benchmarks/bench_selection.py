@@ -39,11 +39,10 @@ from lpzero_fw import metrics  # noqa: E402
 from lpzero_fw.formula.parse import parse  # noqa: E402
 from lpzero_fw.proxy.evaluate import InvalidProxy  # noqa: E402
 from lpzero_fw.proxy.fitness import ProxyScorer  # noqa: E402
-from lpzero_fw.proxy.space import FormulaSpace  # noqa: E402
 from lpzero_fw.registry import STRATEGIES, build  # noqa: E402
 from lpzero_fw.rules.apply import RuleSet  # noqa: E402
 from lpzero_fw.tasks.common import build_space, build_store, to_dict  # noqa: E402
-from lpzero_fw.tasks.search import _top  # noqa: E402
+from lpzero_fw.tasks.search import formula_space, top_members  # noqa: E402
 
 TOP = 10
 
@@ -60,13 +59,13 @@ def compose_config(space: str):
         return compose("config", overrides=[f"search_space={space}", "logger=none"])
 
 
-def evolve(cfg, formulas: FormulaSpace, scorer: ProxyScorer, fit_ids: list[str], seed: int):
+def evolve(cfg, formulas, scorer: ProxyScorer, fit_ids: list[str], seed: int):
     """The default search on ``fit_ids``: its best proxy and the final population's best distinct members."""
     strategy = build(STRATEGIES, cfg.strategy, formulas, seed, scorer.static_ok, group="strategy")
     while not strategy.done:
         proxies = strategy.ask()
         strategy.tell(proxies, [scorer.fitness(p, fit_ids) for p in proxies])
-    return strategy.best[0], [parse(member["proxy"]) for member in _top(strategy, TOP)]
+    return strategy.best[0], [parse(member["proxy"]) for member in top_members(strategy, TOP)]
 
 
 def main() -> None:
@@ -80,8 +79,7 @@ def main() -> None:
     space = build_space(cfg)
     store = build_store(cfg, space)
     rules = RuleSet(to_dict(cfg.pruning.rules))
-    formulas = FormulaSpace(inputs=cfg.search.inputs, unary=cfg.search.unary, binary=cfg.search.binary,
-                            n_unary=int(cfg.search.n_unary), layers=tuple(cfg.search.layers))
+    formulas = formula_space(cfg)
     quality = {a: space.quality(a) for a in space.arch_ids()}
 
     def tau(values, ids) -> float:

@@ -49,6 +49,18 @@ HISTORY_FIELDS = [
 ]
 
 
+def formula_space(cfg: DictConfig) -> FormulaSpace:
+    """The formulas ``search.*`` allows (inputs, operators, chain length, layer reductions)."""
+    return FormulaSpace(
+        inputs=cfg.search.inputs,  # a list, "core" or "all" (plugins join only when named)
+        unary=cfg.search.unary,
+        binary=cfg.search.binary,
+        n_unary=int(cfg.search.n_unary),
+        layers=tuple(cfg.search.get("layers") or ("mean",)),
+        ops=str(cfg.search.get("ops") or "lpzero_fw"),
+    )
+
+
 def build_strategy(cfg: DictConfig, proxy_space: FormulaSpace, accept):
     return build(STRATEGIES, cfg.strategy, proxy_space, int(cfg.seed), accept, group="strategy")
 
@@ -113,14 +125,7 @@ def run(cfg: DictConfig) -> dict:
     aggregate = str(cfg.search.get("aggregate", "min"))
     if aggregate not in MultiScorer.AGGREGATES:
         raise LPZeroError(f"search.aggregate={aggregate!r}; choose one of: {', '.join(MultiScorer.AGGREGATES)}")
-    proxy_space = FormulaSpace(
-        inputs=cfg.search.inputs,  # a list, "core" or "all" (plugins join only when named)
-        unary=cfg.search.unary,
-        binary=cfg.search.binary,
-        n_unary=int(cfg.search.n_unary),
-        layers=tuple(cfg.search.get("layers") or ("mean",)),
-        ops=str(cfg.search.get("ops") or "lpzero_fw"),
-    )
+    proxy_space = formula_space(cfg)
     rules = RuleSet(to_dict(cfg.pruning.rules))
     components = {**proxy_space.describe(), "rules": rules.describe()}  # with origins: digest + result
     build_strategy(cfg, proxy_space, None)  # strategy.* errors now, not after the slow statistics
@@ -193,7 +198,7 @@ def run(cfg: DictConfig) -> dict:
             "evaluations": scorer.evaluations,
             "rejected": dict(sorted(scorer.rejected.items())),
             "components": components,
-            "top": _top(strategy),
+            "top": top_members(strategy),
             "skipped_archs": sorted(a for b in benches for a in b.store.skipped),
             # archs with no layer of each input (e.g. FlexiBERT all-LT: no S), search sample / all
             "absent_inputs": first["absent_inputs"],
@@ -307,7 +312,8 @@ def _history_row(strategy, scorer, offspring, elapsed) -> dict:
     }
 
 
-def _top(strategy, k: int = 10) -> list[dict]:
+def top_members(strategy, k: int = 10) -> list[dict]:
+    """The ``k`` best distinct formulas of the strategy's population (or its best), with fitness."""
     population = getattr(strategy, "population", None)
     if not population:
         return [] if strategy.best is None else [{"proxy": str(strategy.best[0]), "fitness": strategy.best[1]}]
