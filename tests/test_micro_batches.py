@@ -6,7 +6,7 @@ import torch
 
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.stats.cache import StatsStore
-from lpzero_fw.stats.extract import LayerSample, extract_raw
+from lpzero_fw.stats.extract import LayerSample, extract_raw, summarize
 
 DATA = {"name": "synthetic", "batch_size": 4, "seq_len": 16, "seed": 0}
 
@@ -21,25 +21,35 @@ def space_and_arch(request, data_root):
 
 @pytest.mark.parametrize("budget", [64, None])
 def test_micro_batches_give_the_whole_batch_statistics(space_and_arch, budget):
-    """Per-sample inputs (A, H, S, J) sample the same positions of the whole layer, with its
-    exact extremes and mean; W is the same; G, accumulated over the pieces, equals the whole
-    batch's gradient to float rounding."""
+    """Whole layers: per-sample inputs (A, H, S, J) are the same, W too, and G, accumulated
+    over the pieces, equals the whole batch's gradient to float rounding. Samples: the
+    pieces' sample is the sample of the pieces' whole layers, and its weighted means are
+    the whole batch's (slots may differ: a tail chosen among values that tie to float
+    rounding, as G's and J's do when summed in another order, may hold another of them)."""
     space, arch = space_and_arch
     batch = space.make_batch()
     whole = extract_raw(space, arch, batch, budget=budget)
     for parts in (2, 4):
         pieces = extract_raw(space, arch, batch, budget=budget, micro_batches=parts)
         assert pieces.keys() == whole.keys()
+        if budget is not None:
+            of_pieces = summarize(extract_raw(space, arch, batch, micro_batches=parts), budget)
+            for symbol, (chunk,) in summarize(pieces, budget).items():
+                torch.testing.assert_close(chunk.x, of_pieces[symbol][0].x, rtol=1e-5, atol=1e-9, msg=symbol)
+                assert torch.equal(chunk.w, of_pieces[symbol][0].w), symbol
         for symbol, layers in whole.items():
             assert len(pieces[symbol]) == len(layers), symbol
+            # backward quantities sum in another order: ~1e-5 of the largest seen at 1 thread
+            tolerance = 1e-4 if symbol in ("G", "J") else 1e-5
             for got, want in zip(pieces[symbol], layers):
                 if isinstance(want, LayerSample):
                     assert (got.numel, got.lead) == (want.numel, want.lead), symbol
-                    got, want = got.values, want.values
+                    mean = lambda s: float(s.values.double() @ s.weights.double())  # noqa: E731
+                    scale = float(want.values.abs().max()) or 1.0
+                    assert abs(mean(got) - mean(want)) <= tolerance * scale, (symbol, parts)
+                    continue
                 assert got.shape == want.shape, symbol
                 scale = float(want.abs().max()) or 1.0
-                # backward quantities sum in another order: ~1e-5 of the largest seen at 1 thread
-                tolerance = 1e-4 if symbol in ("G", "J") else 1e-5
                 assert float((got - want).abs().max()) <= tolerance * scale, (symbol, parts)
 
 

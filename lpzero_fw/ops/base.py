@@ -26,18 +26,26 @@ EPS = 1e-9  # guards divisions and logs; documented per operator
 class Values:
     """Rows of per-layer samples.
 
-    ``x``: float tensor (rows, k), one layer per row, a uniform sample of that
+    ``x``: float tensor (rows, k), one layer per row, the budget's sample of that
     layer's values (all of them in exact mode). ``n``: float tensor (rows, 1), each
     layer's population size. A per-layer scalar has k == 1 and n == 1.
     ``lead``: float tensor (rows, 1), the size of each layer tensor's first dimension
     (``None``: a flat layer, dim 0 is all of it). Operators with the reference
-    implementation's semantics (``ops/reference.py``: softmax over dim 0) need it;
-    shape-keeping ops pass it on.
+    implementation's semantics (``ops/reference.py``: softmax over dim 0) need it.
+    ``w``: float tensor (rows, k), each value's share of its layer (rows sum to 1): the
+    statistics cache keeps each layer's tails exactly (share ``1/n`` each) beside a
+    uniform sample (``stats/extract.py``); ``None``: every value has share ``1/k``
+    (a uniform sample, or all values).
+
+    Operators estimate population quantities with :meth:`mean_of` and keep ``n``,
+    ``lead`` and ``w`` of a same-shape result with :meth:`like`, so a plugin op that
+    uses the two is exact on exact statistics and weighted on sampled ones.
     """
 
     x: torch.Tensor
     n: torch.Tensor
     lead: torch.Tensor | None = None
+    w: torch.Tensor | None = None
 
     @property
     def rows(self) -> int:
@@ -47,9 +55,29 @@ class Values:
     def is_scalar(self) -> bool:
         return self.x.shape[1] == 1 and bool(torch.all(self.n == 1))
 
+    def like(self, x: torch.Tensor) -> Values:
+        """Same-shape values ``x`` at this sample's positions (same ``n``, ``lead``, ``w``)."""
+        return Values(x, self.n, self.lead, self.w)
+
+    def mean_of(self, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Estimated population mean of each row of ``y`` (values at this sample's
+        positions; default ``x``), shape (rows, 1)."""
+        y = self.x if y is None else y
+        if self.w is None:
+            return y.mean(dim=1, keepdim=True)
+        return torch.linalg.vecdot(y, self.w.to(y.dtype)).unsqueeze(1)
+
     def row_means(self) -> torch.Tensor:
         """Estimated mean of each layer's population, shape (rows,)."""
-        return self.x.mean(dim=1)
+        return self.mean_of().reshape(-1)
+
+    def aligned(self, other: Values) -> bool:
+        """Element-wise aligned with ``other``: same sample size, layer sizes and weights."""
+        if self.x.shape != other.x.shape or not torch.equal(self.n, other.n):
+            return False
+        if self.w is None or other.w is None:
+            return self.w is other.w
+        return self.w is other.w or torch.equal(self.w, other.w)
 
 
 #: what an op's output sign is: always >= 0, always <= 0, the operand's sign kept

@@ -2,14 +2,14 @@
 
 Operands are :class:`~lpzero_fw.ops.base.Values` with the same number of rows
 (layers). ``sum``, ``difference`` and ``product`` are element-wise: both operands
-must be same-shape tensors (same ``k`` and the same population size ``n`` per row;
-the statistics cache samples the same positions of equally sized layers, so the
-samples of W and G are aligned) or one of them a per-layer scalar (k == 1, n == 1),
+must be same-shape tensors (same ``k``, the same population size ``n`` per row and
+the same weights ``w``: the statistics cache samples W and G of a layer at shared
+positions, so their samples are aligned) or one of them a per-layer scalar (k == 1, n == 1),
 which broadcasts over the other's row.
 
 ``matmul`` is the matrix product of the two flattened layers as a row vector times
 a column vector, i.e. their inner product ``sum_i a_i * b_i``, estimated by
-``n * mean(a * b)`` over the aligned samples; the result is a per-layer scalar. It
+``n * mean(a * b)`` (weighted, :meth:`Values.mean_of`) over the aligned samples; the result is a per-layer scalar. It
 needs two tensors of the same shape group (W and G); with a per-layer scalar
 operand the product ``s · a`` of a 1×1 matrix is scalar multiplication, so
 ``matmul`` then equals ``product`` (the static rule ``scalar_matmul`` rejects such
@@ -38,9 +38,10 @@ def _check_rows(a: Values, b: Values) -> None:
 
 
 def _check_tensors(a: Values, b: Values) -> None:
-    if a.x.shape != b.x.shape or not torch.equal(a.n, b.n):
+    if not a.aligned(b):
         raise OperandMismatch(
-            f"tensor operands differ in shape ({tuple(a.x.shape)} vs {tuple(b.x.shape)}) or layer sizes"
+            f"tensor operands differ in shape ({tuple(a.x.shape)} vs {tuple(b.x.shape)}), layer sizes "
+            f"or sample positions"
         )
 
 
@@ -54,8 +55,7 @@ class _Elementwise(BinaryOp):
         a_scalar, b_scalar = a.is_scalar, b.is_scalar
         if not (a_scalar or b_scalar):
             _check_tensors(a, b)
-        keep = b if a_scalar else a
-        return Values(self.fn(a.x, b.x), keep.n, keep.lead)
+        return (b if a_scalar else a).like(self.fn(a.x, b.x))
 
 
 @BINARY_OPS.register("sum", description="element-wise a + b (a per-layer scalar broadcasts)")
@@ -114,9 +114,9 @@ class Matmul(BinaryOp):
     def __call__(self, a: Values, b: Values) -> Values:
         _check_rows(a, b)
         if a.is_scalar or b.is_scalar:  # 1x1 matrix times a vector: scaling
-            return Values(a.x * b.x, b.n if a.is_scalar else a.n)
+            return (b if a.is_scalar else a).like(a.x * b.x)
         _check_tensors(a, b)
-        inner = a.n.to(a.x.dtype).reshape(-1) * (a.x * b.x).mean(dim=1)
+        inner = a.n.to(a.x.dtype).reshape(-1) * a.mean_of(a.x * b.x).reshape(-1)
         col = inner.reshape(-1, 1)
         return Values(col, torch.ones_like(col))
 

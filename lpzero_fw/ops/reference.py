@@ -121,8 +121,10 @@ def _unbiased_var(v: Values) -> torch.Tensor:
     x = v.x
     k = x.shape[1]
     n = v.n.to(x.dtype)
-    m2 = (x - x.mean(dim=1, keepdim=True)).square().mean(dim=1, keepdim=True)
-    if k < 2:
+    m2 = v.mean_of((x - v.mean_of()).square())
+    if v.w is not None:  # weighted sample: the plug-in population variance (ops/unary.py)
+        pop = m2
+    elif k < 2:
         pop = torch.zeros_like(m2)
     else:  # population variance estimate (see ops/unary.py), then n / (n - 1)
         pop = m2 * (k / (k - 1)) * torch.where(n >= k, (n - 1) / n.clamp(min=1.0), torch.ones_like(n))
@@ -133,7 +135,11 @@ def _dim0(v: Values, log: bool) -> torch.Tensor:
     """(log-)softmax over dim 0 of each layer tensor: exact rows where k == n, else estimated."""
     x, k = v.x, v.x.shape[1]
     lead = _lead(v)
-    if log:
+    if v.w is not None:  # exp(x_i) / (lead * weighted mean of exp(x)), stably
+        shifted = x - x.amax(dim=1, keepdim=True)
+        scale = v.mean_of(shifted.exp()).mul_(lead)
+        out = shifted - scale.log_() if log else shifted.exp_().div_(scale)
+    elif log:
         out = torch.log_softmax(x, dim=1).add_((k / lead).log())
     else:
         out = torch.softmax(x, dim=1).mul_(k / lead)
@@ -164,7 +170,7 @@ class RefL1Norm(_Reference):
     sign_insensitive = True
 
     def __call__(self, v):
-        return _scalar(v.x.abs().mean(dim=1))
+        return _scalar(v.mean_of(v.x.abs()).reshape(-1))
 
 
 @UNARY_OPS.register("ref.softmax", description="reference softmax: over dim 0 of each layer tensor; tensor -> tensor")
@@ -177,7 +183,7 @@ class RefSoftmax(_Reference):
     output_sign = "nonneg"
 
     def __call__(self, v):
-        return Values(_dim0(v, log=False), v.n, v.lead)
+        return v.like(_dim0(v, log=False))
 
 
 @UNARY_OPS.register("ref.log_softmax", description="reference logsoftmax: over dim 0 of each layer tensor; tensor -> tensor")
@@ -190,7 +196,7 @@ class RefLogSoftmax(_Reference):
     output_sign = "nonpos"
 
     def __call__(self, v):
-        return Values(_dim0(v, log=True), v.n, v.lead)
+        return v.like(_dim0(v, log=True))
 
 
 @UNARY_OPS.register("ref.log", description="reference element_wise_log: log(x), x <= 0 -> 0; tensor -> tensor")
@@ -203,7 +209,7 @@ class RefLog(_Reference):
 
     def __call__(self, v):
         x = v.x
-        return Values(torch.where(x > 0, x, torch.ones_like(x)).log_(), v.n, v.lead)
+        return v.like(torch.where(x > 0, x, torch.ones_like(x)).log_())
 
 
 @UNARY_OPS.register("ref.abs_log", description="reference element_wise_abslog: log|x|, x == 0 -> 0; tensor -> tensor")
@@ -216,7 +222,7 @@ class RefAbsLog(_Reference):
 
     def __call__(self, v):
         x = v.x.abs()
-        return Values(torch.where(x == 0, torch.ones_like(x), x).log_(), v.n, v.lead)
+        return v.like(torch.where(x == 0, torch.ones_like(x), x).log_())
 
 
 @UNARY_OPS.register("ref.invert", description="reference element_wise_invert: 1/x, a zero in the layer -> nan; tensor -> tensor")
@@ -232,7 +238,7 @@ class RefInvert(_Reference):
         zero_rows = (v.x == 0).any(dim=1)
         if bool(zero_rows.any()):
             out[zero_rows] = float("nan")
-        return Values(out, v.n, v.lead)
+        return v.like(out)
 
 
 @UNARY_OPS.register("ref.std", description="reference to_std_scalar: per-layer Bessel-corrected std; tensor -> scalar")
@@ -260,8 +266,7 @@ class RefNormalize(_Reference):
     idempotent = True
 
     def __call__(self, v):
-        mean = v.x.mean(dim=1, keepdim=True)
-        return Values((v.x - mean) / (_unbiased_var(v).sqrt() + EPS), v.n, v.lead)
+        return v.like((v.x - v.mean_of()) / (_unbiased_var(v).sqrt() + EPS))
 
 
 # -- binary ----------------------------------------------------------------------------------
@@ -280,7 +285,7 @@ class _MeansFirst(BinaryOp):
 
     def __call__(self, a: Values, b: Values) -> Values:
         _check_rows(a, b)
-        return _scalar(self.fn(a.x.mean(dim=1), b.x.mean(dim=1)))
+        return _scalar(self.fn(a.row_means(), b.row_means()))
 
     @classmethod
     def row_means(cls, am, bm, a_scalar, b_scalar):

@@ -69,7 +69,7 @@ def _numpy_ok(x: torch.Tensor) -> bool:
 
 
 def _same_n(v: Values, x: torch.Tensor) -> Values:
-    return Values(x, v.n, v.lead)
+    return v.like(x)
 
 
 def _scalar(x: torch.Tensor) -> Values:
@@ -87,6 +87,9 @@ def _var_mean(v: Values) -> tuple[torch.Tensor, torch.Tensor]:
     """(population variance estimate, mean) per row, each (rows, 1)."""
     x = v.x
     k = x.shape[1]
+    if v.w is not None:  # weighted sample: the plug-in estimate (exact on a whole layer)
+        mean = v.mean_of()
+        return v.mean_of((x - mean).square_()), mean
     mean = x.mean(dim=1, keepdim=True)
     m2 = (x - mean).square_().mean(dim=1, keepdim=True)  # (torch.var_mean is slower here)
     if k < 2:
@@ -230,6 +233,8 @@ class FrobeniusNorm(_Reduction):
     sign_insensitive = True
 
     def __call__(self, v):
+        if v.w is not None:
+            return _scalar(torch.sqrt(v.mean_of(v.x.square()) * v.n.to(v.x.dtype)).reshape(-1))
         k = v.x.shape[1]
         norm = torch.linalg.vector_norm(v.x, ord=2, dim=1)  # sqrt(sum over the sample)
         return _scalar(norm * torch.sqrt(v.n.to(v.x.dtype).reshape(-1) / k))
@@ -243,7 +248,7 @@ class NormalizedSum(_Reduction):
     constant_after = ("normalize",)
 
     def __call__(self, v):
-        return _scalar(v.x.mean(dim=1))
+        return _scalar(v.row_means())
 
 
 @UNARY_OPS.register("l1_norm", description="per-layer sum |x| (true L1 norm, not the reference's mean |x|: ref.l1_norm); tensor -> scalar")
@@ -255,7 +260,7 @@ class L1Norm(_Reduction):
     constant_after = ("softmax",)
 
     def __call__(self, v):
-        return _scalar(v.x.abs().mean(dim=1) * v.n.to(v.x.dtype).reshape(-1))
+        return _scalar((v.mean_of(v.x.abs()) * v.n.to(v.x.dtype)).reshape(-1))
 
 
 @UNARY_OPS.register("softmax", description="softmax over each whole layer (the reference's runs over dim 0: ref.softmax); tensor -> tensor")
@@ -268,6 +273,9 @@ class Softmax(UnaryOp):
     output_sign = "nonneg"
 
     def __call__(self, v):
+        if v.w is not None:  # exp(x_i - max) / (n * weighted mean of exp(x - max))
+            e = (v.x - v.x.amax(dim=1, keepdim=True)).exp_()
+            return _same_n(v, e.div_(v.mean_of(e).mul_(v.n.to(e.dtype))))
         # = softmax over the k samples * k / n; torch's fused kernel is ~5x faster than
         # separate ops when many exponentials underflow
         return _same_n(v, torch.softmax(v.x, dim=1).mul_(v.x.shape[1] / v.n.to(v.x.dtype)))
@@ -294,6 +302,9 @@ class LogSoftmax(UnaryOp):
     output_sign = "nonpos"
 
     def __call__(self, v):
+        if v.w is not None:  # x_i - max - log(n * weighted mean of exp(x - max))
+            shifted = v.x - v.x.amax(dim=1, keepdim=True)
+            return _same_n(v, shifted - v.mean_of(shifted.exp()).mul_(v.n.to(shifted.dtype)).log_())
         # = log_softmax over the k samples - log(n / k) (fused kernel, see Softmax)
         return _same_n(v, torch.log_softmax(v.x, dim=1).sub_((v.n.to(v.x.dtype) / v.x.shape[1]).log_()))
 
@@ -352,7 +363,7 @@ class Mean(_Reduction):
     constant_after = ("normalize",)
 
     def __call__(self, v):
-        return _scalar(v.x.mean(dim=1))
+        return _scalar(v.row_means())
 
 
 @UNARY_OPS.register("std", description="per-layer population standard deviation estimate; tensor -> scalar")
@@ -391,4 +402,4 @@ class Prune(UnaryOp):
     removes_branch = True
 
     def __call__(self, v):
-        return Values(v.x, v.n, v.lead)
+        return v.like(v.x)

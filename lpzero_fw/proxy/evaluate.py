@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -98,6 +98,17 @@ class InvalidProxy(Exception):
 # -- shared helpers ----------------------------------------------------------------
 def _unary(name: str):
     return UNARY_OPS.get(name)()
+
+
+def _carried(out: Values, *operands: Values) -> Values:
+    """``out`` with the sample weights (and ``lead``) of an operand of its shape, when the
+    op dropped them: a plugin op that builds ``Values(x, v.n)`` instead of ``v.like(x)``
+    would otherwise weigh a cached sample's exact tails like its uniform values."""
+    if out.w is None:
+        for v in operands:
+            if v.w is not None and v.x.shape == out.x.shape:
+                return replace(out, w=v.w, lead=v.lead if out.lead is None else out.lead)
+    return out
 
 
 def _removes(ops: Iterable[str]) -> bool:
@@ -139,7 +150,7 @@ def _is_scalar(chunks: Sequence[Values]) -> bool:
 
 def _row_means(chunks: Sequence[Values]) -> np.ndarray:
     """Per-layer means (float32 accumulation, like the cached evaluator), as float64."""
-    return torch.cat([c.x.mean(dim=1) for c in chunks]).double().numpy()
+    return torch.cat([c.row_means() for c in chunks]).double().numpy()
 
 
 def _layers(chunks: Sequence[Values]) -> int:
@@ -214,7 +225,7 @@ def _combine(op, left: Sequence[Values], right: Sequence[Values]) -> list[Values
         left = [_stack_scalars(left)]
         right = [_stack_scalars(right)]
     try:
-        return [op(a, b) for a, b in zip(left, right)]
+        return [_carried(op(a, b), a, b) for a, b in zip(left, right)]
     except OperandMismatch as exc:
         raise InvalidProxy("shape_mismatch", str(exc)) from None
 
@@ -225,7 +236,7 @@ def _collapse(chunks: Sequence[Values]) -> Values:
 
 
 def _means_of(chunk: Values) -> Values:
-    col = chunk.x.mean(dim=1, keepdim=True)
+    col = chunk.mean_of()
     return Values(col, torch.ones_like(col))
 
 
@@ -288,7 +299,7 @@ def _evaluate_mean(proxy: Formula, stats: ArchStats) -> float:
                 chunks = list(_chunks(stats, branch.input))
                 for name in branch.ops:
                     op = _unary(name)
-                    chunks = [op(c) for c in chunks]
+                    chunks = [_carried(op(c), c) for c in chunks]
                 branches.append(chunks)
             return _join(BINARY_OPS.get(proxy.binary)(), *branches)
     except (InvalidProxy, LPZeroError):
@@ -590,9 +601,9 @@ class Evaluator:
             chunks = self._branch_tensors(arch_key, branch.input, branch.ops, stats, keep=False)
             scalar = _is_scalar(chunks)
             if len(chunks) == 1:
-                means = chunks[0].x.mean(dim=1).tolist()
+                means = chunks[0].row_means().tolist()
             else:
-                means = torch.cat([c.x.mean(dim=1) for c in chunks]).tolist()
+                means = torch.cat([c.row_means() for c in chunks]).tolist()
             reduced = self._reduces.get(branch.ops)
             if reduced is None:
                 reduced = self._reduces[branch.ops] = any(self._unary_op(op).reduces for op in branch.ops)
@@ -606,19 +617,20 @@ class Evaluator:
 
     def _shape_id(self, chunks: Sequence[Values]) -> int:
         # unary ops keep the n tensor of their input, so identity usually finds it
-        quick = tuple((id(c.n), tuple(c.x.shape)) for c in chunks)
+        quick = tuple((id(c.n), id(c.w), tuple(c.x.shape)) for c in chunks)
         found = self._shape_by_identity.get(quick)
         if found is not None:
             return found[0]
         signature = (
             tuple(tuple(c.x.shape) for c in chunks),
             torch.cat([c.n.reshape(-1) for c in chunks]).double().numpy().tobytes(),
+            tuple(None if c.w is None else c.w.numpy().tobytes() for c in chunks),
         )
         ident = self._signatures.get(signature)
         if ident is None:
             ident = self._signatures[signature] = len(self._signatures)
-        # keep the n tensors alive so their ids cannot be reused while cached
-        self._shape_by_identity[quick] = (ident, [c.n for c in chunks])
+        # keep the n and w tensors alive so their ids cannot be reused while cached
+        self._shape_by_identity[quick] = (ident, [(c.n, c.w) for c in chunks])
         return ident
 
     def _branch_tensors(
@@ -643,7 +655,7 @@ class Evaluator:
             return cached
         inner = self._branch_tensors(arch_key, symbol, ops[:-1], stats, keep=True)
         op = self._unary_op(ops[-1])
-        result = [op(c) for c in inner]
+        result = [_carried(op(c), c) for c in inner]
         if keep:
             size = _nbytes(result)
             if size <= self.max_tensor_bytes:
@@ -667,6 +679,6 @@ def _same_stats(a: ArchStats, b: ArchStats) -> bool:
         ca, cb = a[symbol], b[symbol]
         if ca is cb:
             continue
-        if len(ca) != len(cb) or any(x.x is not y.x or x.n is not y.n for x, y in zip(ca, cb)):
+        if len(ca) != len(cb) or any(x.x is not y.x or x.n is not y.n or x.w is not y.w for x, y in zip(ca, cb)):
             return False
     return True

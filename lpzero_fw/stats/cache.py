@@ -31,7 +31,7 @@ from lpzero_fw.stats.extract import EXTRACTOR_VERSION, ArchStats, ExtractionPlan
 #: ``invert``/``log``/``abs_log`` amplify; they halve the disk files only.
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: layout of the safetensors files (checked on read besides the key)
-FILE_FORMAT = "lpzero_fw-stats-2"
+FILE_FORMAT = "lpzero_fw-stats-3"  # 3: sample weights (Values.w)
 
 
 def default_cache_dir() -> Path:
@@ -338,7 +338,7 @@ def _round_trip(stats: ArchStats, dtype: torch.dtype) -> ArchStats:
     if dtype == torch.float32:
         return stats
     return {
-        symbol: [Values(_as_float32(v.x.to(dtype)), v.n, v.lead) for v in chunks]
+        symbol: [Values(_as_float32(v.x.to(dtype)), v.n, v.lead, v.w) for v in chunks]
         for symbol, chunks in stats.items()
     }
 
@@ -360,6 +360,8 @@ def _flatten(stats: ArchStats, dtype: torch.dtype) -> dict[str, torch.Tensor]:
             tensors[f"{symbol}.{i}.n"] = values.n.double().contiguous()
             if values.lead is not None:
                 tensors[f"{symbol}.{i}.lead"] = values.lead.double().contiguous()
+            if values.w is not None:  # float32 whatever the dtype: shares must keep summing to 1
+                tensors[f"{symbol}.{i}.w"] = values.w.float().contiguous()
     return tensors
 
 
@@ -371,7 +373,8 @@ def _unflatten(tensors: dict[str, torch.Tensor]) -> ArchStats:
         symbol = name[: -len(".count")]
         stats[symbol] = [
             Values(_as_float32(tensors[f"{symbol}.{i}.x"]), tensors[f"{symbol}.{i}.n"].float(),
-                   tensors[f"{symbol}.{i}.lead"].float() if f"{symbol}.{i}.lead" in tensors else None)
+                   tensors[f"{symbol}.{i}.lead"].float() if f"{symbol}.{i}.lead" in tensors else None,
+                   tensors.get(f"{symbol}.{i}.w"))
             for i in range(int(count.item()))
         ]
     return dict(sorted(stats.items()))

@@ -23,15 +23,32 @@ from lpzero_fw.search_spaces.base import Batch, SearchSpace
 
 #: bump when the meaning or the sampling of any extracted statistic changes (part of
 #: the cache key). 2: samples drawn inside the hooks with the fast sampler below, their
-#: extremes and mean pinned to the layer's, stored as float32.
-EXTRACTOR_VERSION = 3  # 3: layers keep their first-dimension size (Values.lead)
+#: extremes and mean pinned to the layer's, stored as float32. 3: layers keep their
+#: first-dimension size (Values.lead).
+EXTRACTOR_VERSION = 4  # 4: each layer's tails kept exactly, values weighted (Values.w)
+
+#: values kept exactly per tail (largest, smallest, nearest zero) and per input of a
+#: sampling group, as a share of the budget: 1/32 is 64 of 2048
+TAIL_SHARE = 1 / 32
+#: an input sampled alone draws this many times its uniform slots and keeps their
+#: evenly spaced order statistics (:meth:`_LayerSampler._drawn`)
+OVERSAMPLE = 64
 
 
 @dataclass(frozen=True)
 class LayerSample:
-    """A uniform sample of one layer tensor's values (flattened) and the layer's size."""
+    """The budget's sample of one layer tensor's values (flattened), their weights and
+    the layer's size.
+
+    ``values[:tail]`` are the layer's tails, kept exactly (the largest and the smallest
+    values and those nearest zero: what ``exp``, ``invert`` and ``log`` make dominant);
+    the rest is a uniform sample of the layer. ``weights`` (summing to 1) is each value's
+    share of the layer: ``1/numel`` for a tail value, the other layer values' share split
+    evenly over the uniform ones, 0 for a value that another slot already holds. A layer
+    no larger than the budget is kept whole (weights ``1/numel``, padding 0)."""
 
     values: torch.Tensor  # (k,) float32
+    weights: torch.Tensor  # (k,) float32, sums to 1
     numel: int
     lead: int = 1  # size of the layer tensor's first dimension (Values.lead)
 
@@ -46,19 +63,205 @@ def copier(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to("cpu", torch.float32, copy=True)
 
 
+def tail_size(budget: int) -> int:
+    """Values kept exactly per tail and input (:data:`TAIL_SHARE` of the budget)."""
+    return int(budget * TAIL_SHARE)
+
+
+class _LayerSampler:
+    """The budget's sample of one layer, seen whole or as row-major pieces (the
+    micro-batches of a per-sample input), of one or several inputs whose samples must
+    sit at the same positions (W and G: element-wise ops pair them).
+
+    Each piece gives its candidates for every tail of every input (positions and all
+    inputs' values there), the values at its share of the uniform positions and its
+    sum; :meth:`result` keeps each tail's best candidates, weighs the uniform values that
+    no tail holds, and shifts those so each input's sample mean is the layer's exact mean
+    (the tails, and so the extremes, stay exact).
+    """
+
+    def __init__(self, budget: int, seed: int, inputs: int = 1) -> None:
+        self.budget, self.seed, self.inputs = budget, seed, inputs
+        self.tail = tail_size(budget)
+        self.slots = 3 * self.tail * inputs  # tail slots of the row; the rest is uniform
+        self.numel, self.lead = 0, 0
+        self.uniform: list[torch.Tensor] = []  # (inputs, j) values at uniform positions
+        self.whole: list[torch.Tensor] = []  # (inputs, size): a layer no larger than the budget
+        self.candidates: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # keys, positions, values
+        self.total = [0.0] * inputs
+
+    def add(self, pieces: list[torch.Tensor], start: int, total: int, rows: int) -> None:
+        """One piece of the layer (of every input, equally sized) at row-major offset ``start``
+        of a layer of ``total`` values."""
+        size = pieces[0].numel()
+        if any(p.numel() != size for p in pieces):
+            raise RuntimeError("inputs sampled at the same positions have layers of different sizes")
+        self.numel += size
+        self.lead += rows
+        if not size:
+            return
+        if total <= self.budget:
+            self.whole.append(torch.stack([p.detach().reshape(-1).to("cpu", torch.float64) for p in pieces]))
+            return
+        index = sample_indices(total, self._drawn(total), self.seed)
+        lo, hi = int(torch.searchsorted(index, start)), int(torch.searchsorted(index, start + size))
+        local = (index[lo:hi] - start).to(pieces[0].device)
+        # take() reads row-major positions of non-contiguous tensors without a copy
+        self.uniform.append(torch.stack([torch.take(p.detach(), local).to("cpu", torch.float32) for p in pieces]))
+        t = min(self.tail, size)
+        for i, piece in enumerate(pieces):
+            flat = piece.detach().reshape(-1)
+            self.total[i] += _total(flat)
+            for kind in _KINDS:  # the tails, each as positions and every input's values there
+                index = _tail(flat, t, kind)
+                values = torch.stack([torch.take(p.detach(), index).to("cpu", torch.float64) for p in pieces])
+                self.candidates.append((kind.key(values[i]), index.cpu() + start, values))
+
+    def result(self) -> list[LayerSample]:
+        """The layer's sample of every input (the same positions and weights)."""
+        if self.whole or not self.numel:
+            return [self._whole(row) for row in (torch.cat(self.whole, dim=1) if self.whole
+                                                  else torch.zeros(self.inputs, 0, dtype=torch.float64))]
+        kinds = 3 * self.inputs  # candidates arrive per piece in this order of tails
+        positions, values = [], []
+        for kind in range(kinds):
+            found = self.candidates[kind::kinds]
+            key, where = torch.cat([c[0] for c in found]), torch.cat([c[1] for c in found])
+            by_position = torch.argsort(where, stable=True)  # ties: the lower position, as in _extreme
+            best = by_position[torch.sort(key[by_position], descending=True, stable=True).indices[: self.tail]]
+            positions.append(where[best])
+            values.append(torch.cat([c[2] for c in found], dim=1)[:, best])
+        positions, tails = torch.cat(positions), torch.cat(values, dim=1)
+        first = _first_occurrence(positions)
+        kept = int(first.sum())
+        uniform = torch.cat(self.uniform, dim=1)
+        index = sample_indices(self.numel, self._drawn(self.numel), self.seed)
+        at = torch.searchsorted(index, positions).clamp_(max=max(0, index.numel() - 1))
+        held = at[index[at] == positions]  # uniform positions that a tail holds
+        m = self.budget - self.slots
+        if index.numel() > m:  # one input, drawn in excess: keep m evenly spaced order statistics
+            fresh_count = index.numel() - int(torch.unique(held).numel())
+            drawn = uniform.numpy().copy()
+            drawn[:, held.numpy()] = np.nan  # sorted last: the order statistics of the others
+            drawn = torch.from_numpy(np.sort(drawn, axis=1))  # numpy's sort: 25x torch.sort here
+            uniform = drawn[:, ((torch.arange(m) + 0.5) * fresh_count / m).long()]
+            fresh = torch.ones(m, dtype=torch.bool)
+        else:
+            fresh = torch.ones(index.numel(), dtype=torch.bool)
+            fresh[held] = False
+        uniform = uniform.double()
+        share = (self.numel - kept) / max(1, int(fresh.sum())) / self.numel
+        weights = torch.cat([first.double() / self.numel, fresh.double() * share])
+        out = []
+        for i in range(self.inputs):
+            row = torch.cat([tails[i], uniform[i]])
+            if bool(fresh.any()):  # the uniform values' common shift that makes the mean exact
+                exact = self.total[i] / self.numel
+                row[self.slots:][fresh] += (exact - float(weights @ row)) / float(weights[self.slots:].sum())
+                known = tails[i] if tails.shape[1] else uniform[i]  # the layer's extremes (no tails: the sample's)
+                row.clamp_(float(known.min()), float(known.max()))
+            out.append(LayerSample(row.float(), weights.float(), self.numel, self.lead))
+        return out
+
+    def _drawn(self, total: int) -> int:
+        """Uniform positions drawn from a layer of ``total`` values: the row's uniform slots,
+        or for an input sampled alone :data:`OVERSAMPLE` times as many, of which the row keeps
+        evenly spaced order statistics (a sample stratified by value: its estimates vary far
+        less between layers of different sizes, whose positions differ)."""
+        m = self.budget - self.slots
+        return m if self.inputs > 1 else min(total, OVERSAMPLE * m)
+
+    def _whole(self, row: torch.Tensor) -> LayerSample:
+        """Every value of a layer no larger than the budget, padded with weightless copies."""
+        n = row.numel()
+        pad = self.budget - n
+        weights = torch.cat([torch.full((n,), 1.0 / max(n, 1)), torch.zeros(pad)])
+        values = torch.cat([row, row[torch.arange(pad) % n]]) if n else torch.zeros(self.budget)
+        return LayerSample(values.float(), weights.float(), self.numel, self.lead)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A tail: which values it keeps, as a key whose largest values are the tail's, and the
+    same key's best value per row of a block view (:func:`_tail`)."""
+
+    key: Callable[[torch.Tensor], torch.Tensor]
+    best: Callable[[torch.Tensor], torch.Tensor]
+
+
+_LARGEST = _Kind(lambda x: x, lambda blocks: blocks.amax(dim=1))
+_SMALLEST = _Kind(lambda x: -x, lambda blocks: -blocks.amin(dim=1))
+_NEAREST_ZERO = _Kind(lambda x: -x.abs(), lambda blocks: -blocks.abs().amin(dim=1))
+_KINDS = (_LARGEST, _SMALLEST, _NEAREST_ZERO)
+
+#: values per block of the tails' pre-selection (:func:`_tail`)
+_BLOCK = 64
+
+
+def _tail(flat: torch.Tensor, t: int, kind: _Kind) -> torch.Tensor:
+    """Positions of the ``t`` values of a contiguous ``flat`` with the largest ``kind.key``,
+    ties resolved towards the lower position: deterministic, so micro-batches pick the tails
+    the whole layer does (S holds thousands of exact zeros).
+
+    Exact, for one block reduction of the layer instead of a ``topk`` over it (4x cheaper on
+    a 25M-value embedding): the ``t`` best values lie in the ``t`` blocks of :data:`_BLOCK`
+    whose best values are best (ties: the lower block), since any other block ranks behind
+    ``t`` blocks that each hold a better value.
+    """
+    full = flat.numel() - flat.numel() % _BLOCK
+    if full // _BLOCK <= t:
+        return _extreme(kind.key(flat), t)
+    blocks = _extreme(kind.best(flat[:full].view(-1, _BLOCK)), t).sort().values
+    near = torch.cat([(blocks[:, None] * _BLOCK + torch.arange(_BLOCK, device=flat.device)).reshape(-1),
+                      torch.arange(full, flat.numel(), device=flat.device)])  # ascending positions
+    return near[_extreme(kind.key(flat[near]), t)]
+
+
+def _total(flat: torch.Tensor) -> float:
+    """The sum of a contiguous ``flat`` to float64 precision, without a float64 copy of it:
+    float32 sums of 256 values, added in float64."""
+    full = flat.numel() - flat.numel() % 256
+    return float(flat[:full].view(-1, 256).sum(dim=1).sum(dtype=torch.float64)
+                 + flat[full:].sum(dtype=torch.float64))
+
+
+def _extreme(key: torch.Tensor, t: int) -> torch.Tensor:
+    """Positions of the ``t`` largest keys, ties resolved towards the lower position."""
+    if t == 0:
+        return torch.zeros(0, dtype=torch.int64, device=key.device)
+    best, index = torch.topk(key, t, sorted=False)
+    edge = best.min()
+    if int((key == edge).sum()) == int((best == edge).sum()):
+        return index  # no value ties with the t-th best outside the t best
+    beyond = (key > edge).nonzero().reshape(-1)
+    ties = (key == edge).nonzero().reshape(-1)[: t - beyond.numel()]
+    return torch.cat([beyond, ties])
+
+
+def _first_occurrence(positions: torch.Tensor) -> torch.Tensor:
+    """True at the first slot holding each position (a later copy carries no weight)."""
+    order = torch.argsort(positions, stable=True)
+    ordered = positions[order]
+    first_sorted = torch.ones_like(ordered, dtype=torch.bool)
+    first_sorted[1:] = ordered[1:] != ordered[:-1]
+    first = torch.empty_like(first_sorted)
+    first[order] = first_sorted
+    return first
+
+
+def sample_layers(tensors: list[torch.Tensor], budget: int, seed: int = 0) -> list[LayerSample]:
+    """The budget's samples of one whole layer of one or several inputs, at shared positions."""
+    sampler = _LayerSampler(budget, seed, len(tensors))
+    first = tensors[0]
+    sampler.add(tensors, 0, first.numel(), int(first.shape[0]) if first.dim() else 1)
+    return sampler.result()
+
+
 def sampler(budget: int, seed: int = 0) -> Callable[[torch.Tensor], LayerSample]:
-    """Budget mode: ``budget`` values of a layer at :func:`sample_indices` (no copy of the layer)."""
+    """Budget mode ``keep``: the layer's :class:`LayerSample` (no copy of the layer)."""
 
     def keep(tensor: torch.Tensor) -> LayerSample:
-        tensor = tensor.detach()
-        n = tensor.numel()
-        index = sample_indices(n, budget, seed).to(tensor.device)
-        # take() reads row-major positions of non-contiguous tensors without a copy
-        values = torch.take(tensor, index).to("cpu", torch.float64)
-        if n > budget:
-            lo, hi = tensor.aminmax()
-            values = _pin(values, float(lo), float(hi), float(torch.mean(tensor, dtype=torch.float64)))
-        return LayerSample(values.float(), n, int(tensor.shape[0]) if tensor.dim() else 1)
+        return sample_layers([tensor], budget, seed)[0]
 
     return keep
 
@@ -66,45 +269,32 @@ def sampler(budget: int, seed: int = 0) -> Callable[[torch.Tensor], LayerSample]
 class _Parts:
     """One per-sample layer seen in ``parts`` equal micro-batches (batch dimension first):
     each part's tensor is the next ``1/parts`` of the whole layer's row-major positions.
-    Budget mode keeps the whole layer's sample positions that fall in each part, and the
-    layer's extremes and sum, so :meth:`result` is :func:`sampler`'s sample of the whole
-    layer; exact mode keeps each part whole and concatenates them."""
+    Budget mode hands each part to one :class:`_LayerSampler` of the whole layer, so
+    :meth:`result` is :func:`sampler`'s sample of the whole layer; exact mode keeps each
+    part whole and concatenates them."""
 
     def __init__(self, budget: int | None, seed: int, parts: int) -> None:
-        self.budget, self.seed, self.parts = budget, seed, parts
+        self.parts = parts
+        self.sampler = None if budget is None else _LayerSampler(budget, seed)
         self.pieces: list[torch.Tensor] = []
-        self.numel, self.lead, self.total = 0, 0, 0.0
-        self.lo, self.hi = float("inf"), float("-inf")
+        self.seen, self.size = 0, 0
 
     def add(self, tensor: torch.Tensor, part: int, rows: int) -> None:
         tensor = tensor.detach()
         size = tensor.numel()
-        if len(self.pieces) != part or (part and size * part != self.numel):
+        if self.seen != part or (part and size != self.size):
             raise RuntimeError(f"micro-batch {part} does not see this layer as the others do")
         if tensor.dim() == 0 or tensor.shape[0] != rows:
             raise RuntimeError(f"a per-sample input of shape {tuple(tensor.shape)} does not lead with "
                                f"the micro-batch's {rows} rows")
-        self.numel += size
-        self.lead += rows
-        if self.budget is None:
+        self.seen, self.size = self.seen + 1, size
+        if self.sampler is None:
             self.pieces.append(copier(tensor))
-            return
-        index = sample_indices(size * self.parts, self.budget, self.seed)
-        start = part * size
-        lo, hi = int(torch.searchsorted(index, start)), int(torch.searchsorted(index, start + size))
-        self.pieces.append(torch.take(tensor, (index[lo:hi] - start).to(tensor.device)).to("cpu", torch.float64))
-        if size:
-            low, high = tensor.aminmax()
-            self.lo, self.hi = min(self.lo, float(low)), max(self.hi, float(high))
-            self.total += float(torch.sum(tensor, dtype=torch.float64))
+        else:
+            self.sampler.add([tensor], part * size, size * self.parts, rows)
 
     def result(self) -> Layer:
-        if self.budget is None:
-            return torch.cat(self.pieces)
-        values = torch.cat(self.pieces)
-        if self.numel > self.budget:
-            values = _pin(values, self.lo, self.hi, self.total / self.numel)
-        return LayerSample(values.float(), self.numel, self.lead)
+        return torch.cat(self.pieces) if self.sampler is None else self.sampler.result()[0]
 
 
 class _PartKeeper:
@@ -130,24 +320,28 @@ class _PartKeeper:
         return layer
 
 
-def _pin(values: torch.Tensor, lo: float, hi: float, mean: float) -> torch.Tensor:
-    """Give a sample the layer's exact extremes and exact mean.
+class _Deferred:
+    """``keep`` of an input read after the backward (``per_sample = False``: W, G) in
+    budget mode: holds each layer tensor (a parameter or its gradient, alive anyway)
+    until every input of its shape group has given its own, so that the group is
+    sampled at shared positions (:meth:`Extraction.collect`)."""
 
-    A sample misses the tails (``min_max_normalize`` needs the true min and max) and
-    estimates a mean that cancels (gradients: mean << spread) with an error of about
-    spread / sqrt(k). The sample's smallest and largest values become the layer's, and
-    the other values move by one common shift so the sample's mean is the layer's
-    (values the shift would carry past an extreme stop there, so that mean is then
-    approximate).
-    """
-    out = values.clone()
-    i_lo, i_hi = int(out.argmin()), int(out.argmax())
-    rest = torch.ones_like(out, dtype=torch.bool)
-    if i_lo != i_hi:
-        out[i_lo], out[i_hi] = lo, hi
-        rest[i_lo] = rest[i_hi] = False
-    out[rest] += (mean * out.numel() - float(out.sum())) / int(rest.sum())
-    return out.clamp_(lo, hi)  # a shift must not carry values past the extremes
+    def __init__(self) -> None:
+        self.tensors: list[torch.Tensor] = []
+
+    def __call__(self, tensor: torch.Tensor) -> int:
+        self.tensors.append(tensor.detach())
+        return len(self.tensors) - 1
+
+
+def group_of(symbol: str) -> str:
+    """The sampling group of an input: inputs read after the backward that share a shape
+    group (W and G) are sampled at the same positions; every other input alone."""
+    try:
+        extractor = STATS.get(symbol)
+    except LPZeroError:
+        return symbol
+    return (extractor.shape_group or symbol) if not extractor.per_sample else symbol
 
 
 @dataclass(frozen=True)
@@ -173,7 +367,7 @@ class Extraction:
     """
 
     def __init__(self, plan: ExtractionPlan, parts: int = 1) -> None:
-        keep = copier if plan.budget is None else sampler(plan.budget, plan.seed)
+        self.plan = plan
         symbols = plan.symbols if plan.symbols is not None else STATS.names()
         self.extractors = [STATS.get(symbol)() for symbol in symbols]
         self.keepers: list[_PartKeeper] = []
@@ -181,8 +375,12 @@ class Extraction:
             if parts > 1 and extractor.per_sample:
                 extractor.keep = _PartKeeper(plan.budget, plan.seed, parts)
                 self.keepers.append(extractor.keep)
+            elif plan.budget is None:
+                extractor.keep = copier
+            elif extractor.per_sample:
+                extractor.keep = sampler(plan.budget, plan.seed)
             else:
-                extractor.keep = keep
+                extractor.keep = _Deferred()
 
     def start_part(self, part: int, rows: int) -> None:
         for keeper in self.keepers:
@@ -193,8 +391,23 @@ class Extraction:
             extractor.attach(model, taps)
 
     def collect(self, model: torch.nn.Module, taps) -> RawStats:
-        return {e.symbol: [_cpu(t.result() if isinstance(t, _Parts) else t) for t in e.collect(model, taps)]
-                for e in self.extractors}
+        raw = {e.symbol: [t.result() if isinstance(t, _Parts) else t for t in e.collect(model, taps)]
+               for e in self.extractors}
+        groups: dict[str, list] = {}
+        for e in self.extractors:
+            if isinstance(e.keep, _Deferred) and e.keep.tensors:  # (a collect may return whole
+                groups.setdefault(group_of(e.symbol), []).append(e)  # tensors: summarize samples them)
+        for members in groups.values():
+            layers = {len(e.keep.tensors) for e in members}
+            if len(layers) != 1:
+                raise RuntimeError(f"inputs {', '.join(e.symbol for e in members)} share a shape group "
+                                   f"but have {sorted(layers)} layers")
+            samples = [sample_layers([e.keep.tensors[i] for e in members], self.plan.budget, self.plan.seed)
+                       for i in range(layers.pop())]
+            for j, e in enumerate(members):
+                raw[e.symbol] = [samples[t][j] if isinstance(t, int) else t for t in raw[e.symbol]]
+                e.keep.tensors.clear()
+        return {symbol: [_cpu(t) for t in layers] for symbol, layers in raw.items()}
 
     def detach(self) -> None:
         for extractor in self.extractors:
@@ -285,9 +498,17 @@ def _cpu(layer: Layer) -> Layer:
 _PERMUTE_UP_TO = 64
 
 
-@lru_cache(maxsize=4096)
 def sample_indices(n: int, k: int, seed: int) -> torch.Tensor:
-    """The same ``k`` sorted positions for every layer of ``n`` elements, so W and G align.
+    """The same ``k`` sorted positions for every layer of ``n`` elements, so W and G align
+    (int64, as ``torch.take`` wants them; see :func:`_positions`)."""
+    return torch.from_numpy(_positions(n, k, seed)).long()
+
+
+@lru_cache(maxsize=512)
+def _positions(n: int, k: int, seed: int) -> np.ndarray:
+    """:func:`sample_indices`, kept as int32 for the sizes seen last: a stratified draw holds
+    118,784 positions, and a 200-arch search meets a few thousand layer sizes (4,096 int64
+    entries held up to 3.9 GB; 512 int32 entries hold at most 243 MB).
 
     ``k <= n``: a uniformly random ``k``-subset (without replacement). Small layers use
     a random permutation; large ones (a permutation of 10M positions costs ~0.7 s)
@@ -305,20 +526,30 @@ def sample_indices(n: int, k: int, seed: int) -> torch.Tensor:
             stream = np.concatenate([index, rng.integers(n, size=2 * k)])
             _, first = np.unique(stream, return_index=True)
             index = stream[np.sort(first)][:k]  # distinct values in draw order
-    return torch.from_numpy(np.sort(index).astype(np.int64))
+    return np.sort(index).astype(np.int32 if n < 2**31 else np.int64)
 
 
 def summarize(raw: RawStats, budget: int | None, seed: int = 0) -> ArchStats:
     """Turn per-layer tensors (or samples taken in the hooks) into :class:`Values` chunks.
 
     ``budget=None`` (exact): one chunk per layer holding every value. Otherwise one
-    chunk whose rows are uniform samples of ``budget`` values per layer (with
-    replacement for layers smaller than the budget), plus each layer's size. Layers
+    chunk whose rows are the budget's weighted samples of the layers (:class:`LayerSample`,
+    the inputs of a :func:`group_of` at shared positions), plus each layer's size. Layers
     with no values are absent (they contribute no row).
     """
+    samples: dict[str, list[Layer]] = {symbol: list(layers) for symbol, layers in raw.items()}
+    if budget is not None:
+        groups: dict[str, list[str]] = {}
+        for symbol in raw:
+            groups.setdefault(group_of(symbol), []).append(symbol)
+        for members in groups.values():
+            for i in range(min(len(raw[s]) for s in members)):
+                whole = [s for s in members if not isinstance(raw[s][i], LayerSample)]
+                if whole:
+                    for s, sample in zip(whole, sample_layers([raw[s][i] for s in whole], budget, seed)):
+                        samples[s][i] = sample
     stats: ArchStats = {}
-    keep = sampler(budget, seed) if budget is not None else None
-    for symbol, layers in raw.items():
+    for symbol, layers in samples.items():
         present = [t for t in layers if (t.numel if isinstance(t, LayerSample) else t.numel()) > 0]
         leads = [float(t.lead if isinstance(t, LayerSample) else (t.shape[0] if t.dim() else 1)) for t in present]
         if not present:
@@ -331,10 +562,10 @@ def summarize(raw: RawStats, budget: int | None, seed: int = 0) -> ArchStats:
                 for t, lead in zip(present, leads)
             ]
         else:
-            samples = [t if isinstance(t, LayerSample) else keep(t) for t in present]
-            if any(s.values.numel() != budget for s in samples):
+            if any(s.values.numel() != budget for s in present):
                 raise ValueError(f"input {symbol} was sampled with another budget than {budget}")
-            rows = torch.stack([s.values for s in samples])
-            sizes = torch.tensor([[float(s.numel)] for s in samples])
-            stats[symbol] = [Values(rows, sizes, torch.tensor([[lead] for lead in leads]))]
+            stats[symbol] = [Values(torch.stack([s.values for s in present]),
+                                    torch.tensor([[float(s.numel)] for s in present]),
+                                    torch.tensor([[lead] for lead in leads]),
+                                    torch.stack([s.weights for s in present]))]
     return stats

@@ -43,7 +43,7 @@ class Cube(UnaryOp):
     output_sign = "same"
 
     def __call__(self, v: Values) -> Values:
-        return Values(v.x.pow(3), v.n)
+        return v.like(v.x.pow(3))  # like(): keeps n, lead and the sample weights
 
 
 @UNARY_OPS.register("example.log2", description="element-wise log2(max(x, 1e-9)) (example plugin)")
@@ -59,7 +59,7 @@ class Log2(UnaryOp):
     clips_nonpositive = True
 
     def __call__(self, v: Values) -> Values:
-        return Values(torch.clamp(v.x, min=EPS).log2(), v.n)
+        return v.like(torch.clamp(v.x, min=EPS).log2())
 
 
 @STATS.register("example.GB", description="gradients of each Linear/Conv1D bias (example plugin)")

@@ -1,0 +1,153 @@
+"""Weighted layer samples: exact tails, a value-stratified middle, and ops that honour the weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpzero_fw.formula.parse import parse
+from lpzero_fw.ops.base import UnaryOp, Values
+from lpzero_fw.proxy.evaluate import Evaluator, evaluate
+from lpzero_fw.ops.binary import OperandMismatch
+from lpzero_fw.registry import BINARY_OPS, UNARY_OPS
+from lpzero_fw.stats.extract import _KINDS, _tail, sample_layers, sampler, tail_size
+
+
+def _layer(n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=gen) * torch.randn(n, generator=gen).exp()  # heavy tails
+
+
+def test_the_tails_are_kept_exactly_and_the_weights_are_shares():
+    k, n = 256, 100_000
+    x = _layer(n).reshape(100, 1000).t()  # non-contiguous, as hooks see permuted heads
+    s = sampler(k)(x)
+    t = tail_size(k)
+    flat = x.reshape(-1)
+    assert s.values.shape == s.weights.shape == (k,) and s.numel == n and s.lead == 1000
+    assert float(s.weights.sum()) == pytest.approx(1.0, abs=1e-6) and bool((s.weights >= 0).all())
+    for tail in (flat.topk(t).values, (-flat).topk(t).values.neg(), flat[flat.abs().topk(t, largest=False).indices]):
+        held = torch.isin(tail, s.values[: 3 * t])
+        assert bool(held.all())  # every tail value is in the row, exactly
+    tails = s.weights[: 3 * t]
+    assert bool(((tails == 0) | torch.isclose(tails, torch.tensor(1 / n))).all())
+    # the weighted mean is the layer's; its extremes are the layer's
+    assert float(s.values.double() @ s.weights.double()) == pytest.approx(float(flat.double().mean()), rel=1e-5, abs=1e-7)
+    assert float(s.values.min()) == float(flat.min()) and float(s.values.max()) == float(flat.max())
+
+
+def _brute_tail(flat: torch.Tensor, t: int, key) -> torch.Tensor:
+    """The t best positions by (key descending, position ascending), by a full stable sort."""
+    return torch.sort(key(flat), descending=True, stable=True).indices[:t].sort().values
+
+
+@pytest.mark.parametrize("n", [300, 256 * 64, 256 * 64 + 1, 100_003])
+@pytest.mark.parametrize("layer", ["heavy", "zeros", "ties"])
+def test_the_block_preselected_tails_are_the_exact_tails(n, layer):
+    """The block pre-selection returns the same positions as sorting the whole layer, also
+    when thousands of values tie (causal attention zeros, ReLU outputs, rounded weights)."""
+    x = _layer(n, 5)
+    if layer == "zeros":
+        x = torch.where(torch.rand(n, generator=torch.Generator().manual_seed(6)) < 0.5, 0.0, x.abs())
+    elif layer == "ties":
+        x = (x * 2).round() / 2
+    for t in (1, 64):
+        for kind in _KINDS:
+            got = _tail(x, t, kind).sort().values
+            assert torch.equal(got, _brute_tail(x, t, kind.key)), (layer, n, t)
+
+
+def test_the_middle_is_stratified_by_value():
+    """The uniform part is evenly spaced order statistics of a larger uniform draw: its
+    deciles sit where the layer's are, far closer than a plain sample of the same size."""
+    k, n = 2048, 400_000
+    x = torch.rand(n, generator=torch.Generator().manual_seed(1))
+    s = sampler(k)(x)
+    middle = s.values[3 * tail_size(k):].sort().values
+    deciles = torch.quantile(middle, torch.linspace(0.1, 0.9, 9))
+    assert float((deciles - torch.linspace(0.1, 0.9, 9)).abs().max()) < 4e-3  # a plain sample of 2048: ~1e-2
+
+
+def test_a_group_is_sampled_at_shared_positions():
+    """W and G: the second input's values sit where the first's do (its tails are in both rows)."""
+    w = _layer(50_000, 2)
+    g = _layer(50_000, 3)
+    sw, sg = sample_layers([w, g], 512)
+    assert torch.equal(sw.weights, sg.weights)
+    for p in (int(g.argmax()), int(g.argmin()), int(g.abs().argmin()), int(w.argmax())):
+        slot = int(((sg.values == g[p]) & (sw.values == w[p])).nonzero()[0])  # both inputs' values of position p
+        assert float(sw.weights[slot]) == pytest.approx(1 / 50_000)
+    sa, sb = sample_layers([w, 2 * w], 512)  # aligned: element by element the same positions
+    torch.testing.assert_close(sb.values, 2 * sa.values, rtol=1e-6, atol=1e-6)
+
+
+def test_a_layer_within_the_budget_is_kept_whole():
+    x = _layer(300)
+    s = sampler(512)(x)
+    assert torch.equal(s.values[:300], x) and torch.equal(s.weights[300:], torch.zeros(212))
+    assert torch.allclose(s.weights[:300], torch.full((300,), 1 / 300))
+
+
+# -- ops on weighted values -----------------------------------------------------------------
+def _exact_and_padded():
+    """The same three layers as exact Values and as weighted Values padded with weightless copies."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 40, generator=gen)
+    exact = Values(x, torch.full((3, 1), 40.0))
+    pad = x[:, torch.arange(24) % 7]
+    w = torch.cat([torch.full((3, 40), 1 / 40), torch.zeros(3, 24)], dim=1)
+    return exact, Values(torch.cat([x, pad], dim=1), torch.full((3, 1), 40.0), None, w)
+
+
+@pytest.mark.parametrize("name", [n for n in UNARY_OPS.names() if UNARY_OPS.get(n).op_set == "lpzero_fw"])
+def test_every_op_honours_the_weights(name):
+    """A weighted sample holding every value once (and weightless copies) gives the exact
+    result: an op that ignored the weights would count the copies."""
+    exact, padded = _exact_and_padded()
+    op = UNARY_OPS.get(name)()
+    a, b = op(exact), op(padded)
+    torch.testing.assert_close(b.row_means(), a.row_means(), rtol=1e-5, atol=1e-6)
+    if not op.reduces:
+        torch.testing.assert_close(b.x[:, :40], a.x, rtol=1e-5, atol=1e-6)
+        assert b.w is padded.w  # shape-keeping ops carry the weights
+
+
+@pytest.mark.parametrize("name", ["ref.std", "ref.normalize", "ref.l1_norm"])
+def test_reference_ops_honour_the_weights(name):
+    exact, padded = _exact_and_padded()
+    op = UNARY_OPS.get(name)()
+    torch.testing.assert_close(op(padded).row_means(), op(exact).row_means(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sum", "difference", "product", "matmul"])
+def test_binary_ops_honour_the_weights_and_check_alignment(name):
+    exact, padded = _exact_and_padded()
+    op = BINARY_OPS.get(name)()
+    square = lambda v: v.like(v.x.square())  # noqa: E731
+    torch.testing.assert_close(op(padded, square(padded)).row_means(), op(exact, square(exact)).row_means(),
+                               rtol=1e-5, atol=1e-6)
+    shuffled = Values(padded.x, padded.n, None, padded.w.flip(1))  # other positions, same sizes
+    with pytest.raises(OperandMismatch):
+        op(padded, shuffled)
+
+
+@pytest.fixture
+def old_style_op():
+    """A plugin op written before sample weights: it builds ``Values(x, v.n)``."""
+    @UNARY_OPS.register("oldplugin.cube", description="x ** 3 (test plugin)")
+    class Cube(UnaryOp):
+        def __call__(self, v):
+            return Values(v.x.pow(3), v.n)
+
+    yield "oldplugin.cube"
+    UNARY_OPS._entries.pop("oldplugin.cube", None)
+
+
+def test_an_op_that_drops_the_weights_is_scored_with_them(old_style_op):
+    """Both evaluators give it its operand's weights, so it scores like ``v.like(...)``:
+    weightless padding copies must not count."""
+    exact, padded = _exact_and_padded()
+    for formula in (f"product({old_style_op}(W), G)", f"sum({old_style_op}(W), G)"):
+        proxy = parse(formula)
+        want = evaluate(proxy, {"W": [exact], "G": [exact]})
+        assert evaluate(proxy, {"W": [padded], "G": [padded]}) == pytest.approx(want, rel=1e-5)
+        assert Evaluator().score(proxy, "a", {"W": [padded], "G": [padded]}) == pytest.approx(want, rel=1e-5)
