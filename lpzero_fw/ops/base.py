@@ -80,6 +80,16 @@ class Values:
         return self.w is other.w or torch.equal(self.w, other.w)
 
 
+def weighted_softmax(v: Values, size: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """(Log-)softmax of each row as a population of ``size`` values (a (rows, 1) tensor),
+    from a weighted sample: ``exp(x_i - max) / (size * weighted mean of exp(x - max))``,
+    stably. ``softmax`` (over the layer) and ``ref.softmax`` (over dim 0) share it."""
+    shifted = v.x - v.x.amax(dim=1, keepdim=True)
+    e = shifted.exp()
+    scale = v.mean_of(e).mul_(size)
+    return shifted.sub_(scale.log_()) if log else e.div_(scale)
+
+
 #: what an op's output sign is: always >= 0, always <= 0, the operand's sign kept
 #: ("same"), the operand's sign flipped ("flipped"), or unknown ("any")
 Sign = Literal["nonneg", "nonpos", "same", "flipped", "any"]

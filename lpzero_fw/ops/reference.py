@@ -53,7 +53,7 @@ from typing import ClassVar
 
 import torch
 
-from lpzero_fw.ops.base import EPS, BinaryOp, UnaryOp, Values
+from lpzero_fw.ops.base import EPS, BinaryOp, UnaryOp, Values, weighted_softmax
 from lpzero_fw.ops.binary import _check_rows
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS, LPZeroError, Registry
 
@@ -135,10 +135,8 @@ def _dim0(v: Values, log: bool) -> torch.Tensor:
     """(log-)softmax over dim 0 of each layer tensor: exact rows where k == n, else estimated."""
     x, k = v.x, v.x.shape[1]
     lead = _lead(v)
-    if v.w is not None:  # exp(x_i) / (lead * weighted mean of exp(x)), stably
-        shifted = x - x.amax(dim=1, keepdim=True)
-        scale = v.mean_of(shifted.exp()).mul_(lead)
-        out = shifted - scale.log_() if log else shifted.exp_().div_(scale)
+    if v.w is not None:
+        out = weighted_softmax(v, lead, log)
     elif log:
         out = torch.log_softmax(x, dim=1).add_((k / lead).log())
     else:

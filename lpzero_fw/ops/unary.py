@@ -57,7 +57,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from lpzero_fw.ops.base import EPS, UnaryOp, Values
+from lpzero_fw.ops.base import EPS, UnaryOp, Values, weighted_softmax
 from lpzero_fw.registry import UNARY_OPS
 
 _EPS_T = torch.tensor(EPS)
@@ -273,9 +273,8 @@ class Softmax(UnaryOp):
     output_sign = "nonneg"
 
     def __call__(self, v):
-        if v.w is not None:  # exp(x_i - max) / (n * weighted mean of exp(x - max))
-            e = (v.x - v.x.amax(dim=1, keepdim=True)).exp_()
-            return _same_n(v, e.div_(v.mean_of(e).mul_(v.n.to(e.dtype))))
+        if v.w is not None:
+            return _same_n(v, weighted_softmax(v, v.n.to(v.x.dtype)))
         # = softmax over the k samples * k / n; torch's fused kernel is ~5x faster than
         # separate ops when many exponentials underflow
         return _same_n(v, torch.softmax(v.x, dim=1).mul_(v.x.shape[1] / v.n.to(v.x.dtype)))
@@ -302,9 +301,8 @@ class LogSoftmax(UnaryOp):
     output_sign = "nonpos"
 
     def __call__(self, v):
-        if v.w is not None:  # x_i - max - log(n * weighted mean of exp(x - max))
-            shifted = v.x - v.x.amax(dim=1, keepdim=True)
-            return _same_n(v, shifted - v.mean_of(shifted.exp()).mul_(v.n.to(shifted.dtype)).log_())
+        if v.w is not None:
+            return _same_n(v, weighted_softmax(v, v.n.to(v.x.dtype), log=True))
         # = log_softmax over the k samples - log(n / k) (fused kernel, see Softmax)
         return _same_n(v, torch.log_softmax(v.x, dim=1).sub_((v.n.to(v.x.dtype) / v.x.shape[1]).log_()))
 
