@@ -9,7 +9,7 @@ from lpzero_fw.ops.base import UnaryOp, Values
 from lpzero_fw.proxy.evaluate import Evaluator, evaluate
 from lpzero_fw.ops.binary import OperandMismatch
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS
-from lpzero_fw.stats.extract import _KINDS, _tail, sample_layers, sampler, tail_size
+from lpzero_fw.stats.extract import _KINDS, _LayerSampler, _tail, sample_layers, sampler, tail_size
 
 
 def _layer(n: int, seed: int = 0) -> torch.Tensor:
@@ -78,6 +78,52 @@ def test_a_group_is_sampled_at_shared_positions():
         assert float(sw.weights[slot]) == pytest.approx(1 / 50_000)
     sa, sb = sample_layers([w, 2 * w], 512)  # aligned: element by element the same positions
     torch.testing.assert_close(sb.values, 2 * sa.values, rtol=1e-6, atol=1e-6)
+
+
+def _zero_share(sample, value_rows=None) -> float:
+    rows = value_rows if value_rows is not None else [sample.values]
+    zero = torch.stack([r == 0 for r in rows]).all(dim=0)
+    return float(sample.weights.double()[zero].sum())
+
+
+@pytest.mark.parametrize("zeros", [0.995, 0.5, 30 / 400_000, 500 / 400_000])
+def test_exact_zeros_weigh_their_exact_share(zeros):
+    """An embedding gradient is 99.5% exact zeros (rows no token used), causal attention half
+    zeros: the weights give the zeros their exact share of the layer, also when so few that
+    only the nearest-zero tail holds them; the mean stays exact and the zeros stay 0."""
+    n = 400_000
+    x = _layer(n, 7)
+    x[torch.randperm(n, generator=torch.Generator().manual_seed(8))[: round(zeros * n)]] = 0.0
+    s = sampler(2048)(x)
+    assert _zero_share(s) == pytest.approx(float((x == 0).double().mean()), rel=1e-6)
+    assert float(s.values.double() @ s.weights.double()) == pytest.approx(float(x.double().mean()), rel=1e-5, abs=1e-7)
+    assert float(s.weights.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_group_weighs_each_joint_zero_pattern_exactly():
+    """W and G share weights, so the strata are joint: where G alone, W alone and both are 0."""
+    n = 300_000
+    gen = torch.Generator().manual_seed(9)
+    w, g = _layer(n, 10), _layer(n, 11)
+    g[torch.rand(n, generator=gen) < 0.9] = 0.0  # unused embedding rows
+    w[torch.rand(n, generator=gen) < 0.2] = 0.0  # zero-initialised biases
+    sw, sg = sample_layers([w, g], 2048)
+    for rows, exact in (([sg.values], g == 0), ([sw.values], w == 0), ([sw.values, sg.values], (w == 0) & (g == 0))):
+        assert _zero_share(sw, rows) == pytest.approx(float(exact.double().mean()), rel=1e-6)
+    for s, x in ((sw, w), (sg, g)):
+        assert float(s.values.double() @ s.weights.double()) == pytest.approx(float(x.double().mean()), rel=1e-5, abs=1e-7)
+
+
+def test_micro_batch_pieces_count_the_zeros_of_the_whole_layer():
+    n = 200_000
+    x = _layer(n, 12)
+    x[: n // 3] = 0.0
+    whole = sampler(2048)(x.reshape(8, -1))
+    keep = _LayerSampler(2048, 0)
+    for part, rows in enumerate(x.reshape(8, -1).split(3)):
+        keep.add([rows], part * 3 * (n // 8), n, rows.shape[0])
+    (pieced,) = keep.result()
+    assert _zero_share(pieced) == pytest.approx(_zero_share(whole), rel=1e-6) == pytest.approx(1 / 3, rel=1e-4)
 
 
 def test_a_layer_within_the_budget_is_kept_whole():

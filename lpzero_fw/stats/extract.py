@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Callable, Iterable
 
 import numpy as np
@@ -25,7 +25,8 @@ from lpzero_fw.search_spaces.base import Batch, SearchSpace
 #: the cache key). 2: samples drawn inside the hooks with the fast sampler below, their
 #: extremes and mean pinned to the layer's, stored as float32. 3: layers keep their
 #: first-dimension size (Values.lead).
-EXTRACTOR_VERSION = 4  # 4: each layer's tails kept exactly, values weighted (Values.w)
+EXTRACTOR_VERSION = 5  # 4: each layer's tails kept exactly, values weighted (Values.w).
+# 5: each pattern of exact zeros weighs its exact share of the layer
 
 #: values kept exactly per tail (largest, smallest, nearest zero) and per input of a
 #: sampling group, as a share of the budget: 1/32 is 64 of 2048
@@ -44,7 +45,8 @@ class LayerSample:
     values and those nearest zero: what ``exp``, ``invert`` and ``log`` make dominant);
     the rest is a uniform sample of the layer. ``weights`` (summing to 1) is each value's
     share of the layer: ``1/numel`` for a tail value, the other layer values' share split
-    evenly over the uniform ones, 0 for a value that another slot already holds. A layer
+    over the uniform ones so that exact zeros weigh their exact share (evenly within the
+    zeros and within the rest), 0 for a value that another slot already holds. A layer
     no larger than the budget is kept whole (weights ``1/numel``, padding 0)."""
 
     values: torch.Tensor  # (k,) float32
@@ -75,9 +77,10 @@ class _LayerSampler:
 
     Each piece gives its candidates for every tail of every input (positions and all
     inputs' values there), the values at its share of the uniform positions and its
-    sum; :meth:`result` keeps each tail's best candidates, weighs the uniform values that
-    no tail holds, and shifts those so each input's sample mean is the layer's exact mean
-    (the tails, and so the extremes, stay exact).
+    sum and exact count of zeros; :meth:`result` keeps each tail's best candidates, weighs
+    the uniform values that no tail holds, and shifts the non-zero ones so each input's
+    sample mean is the layer's exact mean (the tails, and so the extremes, stay exact; so
+    does the share of zeros).
     """
 
     def __init__(self, budget: int, seed: int, inputs: int = 1) -> None:
@@ -89,6 +92,7 @@ class _LayerSampler:
         self.whole: list[torch.Tensor] = []  # (inputs, size): a layer no larger than the budget
         self.candidates: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # keys, positions, values
         self.total = [0.0] * inputs
+        self.patterns = torch.zeros(2**inputs, dtype=torch.int64)  # exact count per zero pattern
 
     def add(self, pieces: list[torch.Tensor], start: int, total: int, rows: int) -> None:
         """One piece of the layer (of every input, equally sized) at row-major offset ``start``
@@ -108,6 +112,7 @@ class _LayerSampler:
         local = (index[lo:hi] - start).to(pieces[0].device)
         # take() reads row-major positions of non-contiguous tensors without a copy
         self.uniform.append(torch.stack([torch.take(p.detach(), local).to("cpu", torch.float32) for p in pieces]))
+        self.patterns += _zero_patterns(pieces)
         t = min(self.tail, size)
         for i, piece in enumerate(pieces):
             flat = piece.detach().reshape(-1)
@@ -150,18 +155,41 @@ class _LayerSampler:
             fresh = torch.ones(index.numel(), dtype=torch.bool)
             fresh[held] = False
         uniform = uniform.double()
-        share = (self.numel - kept) / max(1, int(fresh.sum())) / self.numel
-        weights = torch.cat([first.double() / self.numel, fresh.double() * share])
+        weights = self._weights(first, tails, uniform, fresh)
         out = []
         for i in range(self.inputs):
             row = torch.cat([tails[i], uniform[i]])
-            if bool(fresh.any()):  # the uniform values' common shift that makes the mean exact
+            moved = fresh & (uniform[i] != 0)  # zeros stay zeros: their share is exact
+            if bool(moved.any()):  # the uniform values' common shift that makes the mean exact
                 exact = self.total[i] / self.numel
-                row[self.slots:][fresh] += (exact - float(weights @ row)) / float(weights[self.slots:].sum())
+                row[self.slots:][moved] += (exact - float(weights @ row)) / float(weights[self.slots:][moved].sum())
                 known = tails[i] if tails.shape[1] else uniform[i]  # the layer's extremes (no tails: the sample's)
                 row.clamp_(float(known.min()), float(known.max()))
             out.append(LayerSample(row.float(), weights.float(), self.numel, self.lead))
         return out
+
+    def _weights(self, first: torch.Tensor, tails: torch.Tensor, uniform: torch.Tensor,
+                 fresh: torch.Tensor) -> torch.Tensor:
+        """``1/numel`` per tail value; the rest of the layer split over the fresh uniform
+        values per zero pattern (which inputs are exactly 0 there), each pattern weighing
+        its exact count. So a layer's share of exact zeros (the gradients of embedding rows
+        no token used, masked attention) is exact, not a sample's guess: ``invert``, ``log``
+        and ``std`` amplify it. A pattern no fresh value shows rests on the tail values that
+        show it, else on all fresh values."""
+        n, patterns = self.numel, self.patterns.numel()
+        tail_code, fresh_code = _pattern_of(tails), _pattern_of(uniform)
+        in_tails = torch.bincount(tail_code[first], minlength=patterns)
+        in_fresh = torch.bincount(fresh_code[fresh], minlength=patterns)
+        rest = (self.patterns - in_tails).double()  # each pattern's values the tails do not hold
+        shown, held = in_fresh > 0, (in_fresh == 0) & (in_tails > 0)
+        per_fresh = torch.where(shown, rest / in_fresh.clamp(min=1), 0.0)
+        per_tail = torch.where(held, rest / in_tails.clamp(min=1), 0.0)
+        spread = float(rest[~shown & ~held].sum())  # patterns no slot shows
+        tail_w = first.double() * (1 + per_tail[tail_code]) / n
+        fresh_w = fresh.double() * per_fresh[fresh_code] / n
+        if spread and bool(fresh.any()):
+            fresh_w += fresh.double() * (spread / int(fresh.sum()) / n)
+        return torch.cat([tail_w, fresh_w])
 
     def _drawn(self, total: int) -> int:
         """Uniform positions drawn from a layer of ``total`` values: the row's uniform slots,
@@ -236,6 +264,30 @@ def _extreme(key: torch.Tensor, t: int) -> torch.Tensor:
     beyond = (key > edge).nonzero().reshape(-1)
     ties = (key == edge).nonzero().reshape(-1)[: t - beyond.numel()]
     return torch.cat([beyond, ties])
+
+
+def _zero_patterns(pieces: list[torch.Tensor]) -> torch.Tensor:
+    """Exact count of each zero pattern over the pieces' positions: entry ``p`` counts the
+    positions where exactly the inputs in bit set ``p`` are 0. From the counts of positions
+    where at least a set's inputs are 0 (``count_nonzero`` of their union: 10x cheaper than
+    ``(x == 0).sum()``), by inclusion-exclusion."""
+    k, size = len(pieces), pieces[0].numel()
+    at_least = [size]  # by bit set; the empty set: every position
+    for members in range(1, 2**k):
+        union = reduce(torch.logical_or, [p for i, p in enumerate(pieces) if members >> i & 1])
+        at_least.append(size - int(torch.count_nonzero(union)))
+    exactly = [sum((-1) ** (t ^ s).bit_count() * at_least[t] for t in range(2**k) if t & s == s)
+               for s in range(2**k)]
+    return torch.tensor(exactly, dtype=torch.int64)
+
+
+def _pattern_of(values: torch.Tensor) -> torch.Tensor:
+    """The zero pattern of each column of ``values`` (inputs, k): bit ``i`` set where input
+    ``i`` is 0."""
+    code = torch.zeros(values.shape[1], dtype=torch.int64)
+    for i, row in enumerate(values):
+        code |= (row == 0).long() << i
+    return code
 
 
 def _first_occurrence(positions: torch.Tensor) -> torch.Tensor:
