@@ -155,11 +155,12 @@ class _LayerSampler:
             fresh = torch.ones(index.numel(), dtype=torch.bool)
             fresh[held] = False
         uniform = uniform.double()
-        weights = self._weights(first, tails, uniform, fresh)
+        fresh_code = _pattern_of(uniform)  # which inputs are 0 at each uniform slot
+        weights = self._weights(first, _pattern_of(tails), fresh, fresh_code)
         out = []
         for i in range(self.inputs):
             row = torch.cat([tails[i], uniform[i]])
-            moved = fresh & (uniform[i] != 0)  # zeros stay zeros: their share is exact
+            moved = fresh & (fresh_code >> i & 1 == 0)  # zeros stay zeros: their share is exact
             if bool(moved.any()):  # the uniform values' common shift that makes the mean exact
                 exact = self.total[i] / self.numel
                 row[self.slots:][moved] += (exact - float(weights @ row)) / float(weights[self.slots:][moved].sum())
@@ -168,8 +169,8 @@ class _LayerSampler:
             out.append(LayerSample(row.float(), weights.float(), self.numel, self.lead))
         return out
 
-    def _weights(self, first: torch.Tensor, tails: torch.Tensor, uniform: torch.Tensor,
-                 fresh: torch.Tensor) -> torch.Tensor:
+    def _weights(self, first: torch.Tensor, tail_code: torch.Tensor, fresh: torch.Tensor,
+                 fresh_code: torch.Tensor) -> torch.Tensor:
         """``1/numel`` per tail value; the rest of the layer split over the fresh uniform
         values per zero pattern (which inputs are exactly 0 there), each pattern weighing
         its exact count. So a layer's share of exact zeros (the gradients of embedding rows
@@ -177,7 +178,6 @@ class _LayerSampler:
         and ``std`` amplify it. A pattern no fresh value shows rests on the tail values that
         show it, else on all fresh values."""
         n, patterns = self.numel, self.patterns.numel()
-        tail_code, fresh_code = _pattern_of(tails), _pattern_of(uniform)
         in_tails = torch.bincount(tail_code[first], minlength=patterns)
         in_fresh = torch.bincount(fresh_code[fresh], minlength=patterns)
         rest = (self.patterns - in_tails).double()  # each pattern's values the tails do not hold
