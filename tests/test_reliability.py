@@ -22,6 +22,7 @@ import torch
 
 from lpzero_fw.registry import SEARCH_SPACES, LPZeroError
 from lpzero_fw.stats.cache import StatsStore
+from lpzero_fw.stats.extract import tail_size
 from tests.test_cli import run_app
 
 SMALLEST, LARGEST = "config_9_j3", "config_4_j9"
@@ -239,13 +240,18 @@ def test_full_batch_failure_is_retried_in_micro_batches(gpt2_space, tmp_path):
     assert set(stats[SMALLEST]) == set(healthy)
     for symbol in healthy:  # micro-batches give the same shapes (values differ only by rounding)
         assert [v.x.shape for v in stats[SMALLEST][symbol]] == [v.x.shape for v in healthy[symbol]]
-    # W is sampled where G's tails are, and G's nearest-zero tail can move with G's rounding
-    # (a near-tie at 1e-12 decides a position): W's exact facts match, and nearly every slot
+    # W is also sampled where G's tails and G's order statistics are, and G's rounding moves
+    # them (a near-tie at 1e-12 decides a tail position, and with it which drawn positions
+    # the order statistics skip): W's exact facts match, its spread closely, and nearly every
+    # tail slot
     retried, whole = stats[SMALLEST]["W"][0], healthy["W"][0]
     torch.testing.assert_close(retried.mean_of(retried.x), whole.mean_of(whole.x))
     torch.testing.assert_close(retried.x.amax(dim=1), whole.x.amax(dim=1))
     torch.testing.assert_close(retried.x.amin(dim=1), whole.x.amin(dim=1))
-    same = torch.isclose(retried.x, whole.x, rtol=1.3e-6, atol=1e-5)
+    spread = [v.mean_of(v.x.square()) - v.mean_of(v.x).square() for v in (retried, whole)]
+    torch.testing.assert_close(*spread, rtol=2e-2, atol=0)
+    slots = 3 * tail_size(256) * 2
+    same = torch.isclose(retried.x[:, :slots], whole.x[:, :slots], rtol=1.3e-6, atol=1e-5)
     assert same.float().mean() > 0.99, f"only {same.float().mean():.3f} of W's slots agree"
 
 

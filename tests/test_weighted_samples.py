@@ -67,6 +67,22 @@ def test_the_middle_is_stratified_by_value():
     assert float((deciles - torch.linspace(0.1, 0.9, 9)).abs().max()) < 4e-3  # a plain sample of 2048: ~1e-2
 
 
+def test_each_input_of_a_group_stratifies_its_own_block():
+    """W and G share positions, yet each is stratified by value: the middle's slots split
+    into one block per input, block ``i`` evenly spaced order statistics of input ``i`` (a
+    gradient's values nearest zero, which ``invert`` amplifies, are no longer a plain
+    sample's luck)."""
+    k, n = 2048, 400_000
+    gen = torch.Generator().manual_seed(4)
+    w, g = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
+    middle = slice(3 * tail_size(k) * 2, k)
+    samples = sample_layers([w, g], k)
+    for i, s in enumerate(samples):
+        block = s.values[middle].chunk(2)[i].sort().values
+        deciles = torch.quantile(block, torch.linspace(0.1, 0.9, 9))
+        assert float((deciles - torch.linspace(0.1, 0.9, 9)).abs().max()) < 1e-2, i  # a plain sample: ~3e-2
+
+
 def test_a_group_is_sampled_at_shared_positions():
     """W and G: the second input's values sit where the first's do (its tails are in both rows)."""
     w = _layer(50_000, 2)

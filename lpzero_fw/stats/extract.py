@@ -25,14 +25,15 @@ from lpzero_fw.search_spaces.base import Batch, SearchSpace
 #: the cache key). 2: samples drawn inside the hooks with the fast sampler below, their
 #: extremes and mean pinned to the layer's, stored as float32. 3: layers keep their
 #: first-dimension size (Values.lead).
-EXTRACTOR_VERSION = 5  # 4: each layer's tails kept exactly, values weighted (Values.w).
-# 5: each pattern of exact zeros weighs its exact share of the layer
+EXTRACTOR_VERSION = 6  # 4: each layer's tails kept exactly, values weighted (Values.w).
+# 5: each pattern of exact zeros weighs its exact share of the layer. 6: W and G stratified
+# by value too (one block of the uniform slots per input)
 
 #: values kept exactly per tail (largest, smallest, nearest zero) and per input of a
 #: sampling group, as a share of the budget: 1/32 is 64 of 2048
 TAIL_SHARE = 1 / 32
-#: an input sampled alone draws this many times its uniform slots and keeps their
-#: evenly spaced order statistics (:meth:`_LayerSampler._drawn`)
+#: a layer's sample draws this many times its uniform slots and keeps their evenly
+#: spaced order statistics (:meth:`_LayerSampler._drawn`)
 OVERSAMPLE = 64
 
 
@@ -43,7 +44,7 @@ class LayerSample:
 
     ``values[:tail]`` are the layer's tails, kept exactly (the largest and the smallest
     values and those nearest zero: what ``exp``, ``invert`` and ``log`` make dominant);
-    the rest is a uniform sample of the layer. ``weights`` (summing to 1) is each value's
+    the rest is a sample of the layer stratified by value. ``weights`` (summing to 1) is each value's
     share of the layer: ``1/numel`` for a tail value, the other layer values' share split
     over the uniform ones so that exact zeros weigh their exact share (evenly within the
     zeros and within the rest), 0 for a value that another slot already holds. A layer
@@ -138,29 +139,18 @@ class _LayerSampler:
             values.append(torch.cat([c[2] for c in found], dim=1)[:, best])
         positions, tails = torch.cat(positions), torch.cat(values, dim=1)
         first = _first_occurrence(positions)
-        kept = int(first.sum())
         uniform = torch.cat(self.uniform, dim=1)
         index = sample_indices(self.numel, self._drawn(self.numel), self.seed)
         at = torch.searchsorted(index, positions).clamp_(max=max(0, index.numel() - 1))
         held = at[index[at] == positions]  # uniform positions that a tail holds
-        m = self.budget - self.slots
-        if index.numel() > m:  # one input, drawn in excess: keep m evenly spaced order statistics
-            fresh_count = index.numel() - int(torch.unique(held).numel())
-            drawn = uniform.numpy().copy()
-            drawn[:, held.numpy()] = np.nan  # sorted last: the order statistics of the others
-            drawn = torch.from_numpy(np.sort(drawn, axis=1))  # numpy's sort: 25x torch.sort here
-            uniform = drawn[:, ((torch.arange(m) + 0.5) * fresh_count / m).long()]
-            fresh = torch.ones(m, dtype=torch.bool)
-        else:
-            fresh = torch.ones(index.numel(), dtype=torch.bool)
-            fresh[held] = False
-        uniform = uniform.double()
-        fresh_code = _pattern_of(uniform)  # which inputs are 0 at each uniform slot
-        weights = self._weights(first, _pattern_of(tails), fresh, fresh_code)
+        m = self.budget - self.slots  # the layer is larger than the budget: more than m drawn
+        uniform = self._stratified(uniform, held, m).double()  # no tail holds these positions
+        uniform_code = _pattern_of(uniform)  # which inputs are 0 at each uniform slot
+        weights = self._weights(first, _pattern_of(tails), uniform_code)
         out = []
         for i in range(self.inputs):
             row = torch.cat([tails[i], uniform[i]])
-            moved = fresh & (fresh_code >> i & 1 == 0)  # zeros stay zeros: their share is exact
+            moved = uniform_code >> i & 1 == 0  # zeros stay zeros: their share is exact
             if bool(moved.any()):  # the uniform values' common shift that makes the mean exact
                 exact = self.total[i] / self.numel
                 row[self.slots:][moved] += (exact - float(weights @ row)) / float(weights[self.slots:][moved].sum())
@@ -169,35 +159,50 @@ class _LayerSampler:
             out.append(LayerSample(row.float(), weights.float(), self.numel, self.lead))
         return out
 
-    def _weights(self, first: torch.Tensor, tail_code: torch.Tensor, fresh: torch.Tensor,
-                 fresh_code: torch.Tensor) -> torch.Tensor:
-        """``1/numel`` per tail value; the rest of the layer split over the fresh uniform
-        values per zero pattern (which inputs are exactly 0 there), each pattern weighing
-        its exact count. So a layer's share of exact zeros (the gradients of embedding rows
-        no token used, masked attention) is exact, not a sample's guess: ``invert``, ``log``
-        and ``std`` amplify it. A pattern no fresh value shows rests on the tail values that
-        show it, else on all fresh values."""
+    def _weights(self, first: torch.Tensor, tail_code: torch.Tensor, uniform_code: torch.Tensor) -> torch.Tensor:
+        """``1/numel`` per tail value; the rest of the layer split over the uniform values
+        per zero pattern (which inputs are exactly 0 there), each pattern weighing its exact
+        count. So a layer's share of exact zeros (the gradients of embedding rows no token
+        used, masked attention) is exact, not a sample's guess: ``invert``, ``log`` and
+        ``std`` amplify it. A pattern no uniform value shows rests on the tail values that
+        show it, else on all uniform values."""
         n, patterns = self.numel, self.patterns.numel()
         in_tails = torch.bincount(tail_code[first], minlength=patterns)
-        in_fresh = torch.bincount(fresh_code[fresh], minlength=patterns)
+        in_uniform = torch.bincount(uniform_code, minlength=patterns)
         rest = (self.patterns - in_tails).double()  # each pattern's values the tails do not hold
-        shown, held = in_fresh > 0, (in_fresh == 0) & (in_tails > 0)
-        per_fresh = torch.where(shown, rest / in_fresh.clamp(min=1), 0.0)
+        shown, held = in_uniform > 0, (in_uniform == 0) & (in_tails > 0)
+        per_uniform = torch.where(shown, rest / in_uniform.clamp(min=1), 0.0)
         per_tail = torch.where(held, rest / in_tails.clamp(min=1), 0.0)
         spread = float(rest[~shown & ~held].sum())  # patterns no slot shows
         tail_w = first.double() * (1 + per_tail[tail_code]) / n
-        fresh_w = fresh.double() * per_fresh[fresh_code] / n
-        if spread and bool(fresh.any()):
-            fresh_w += fresh.double() * (spread / int(fresh.sum()) / n)
-        return torch.cat([tail_w, fresh_w])
+        uniform_w = per_uniform[uniform_code] / n + spread / max(uniform_code.numel(), 1) / n
+        return torch.cat([tail_w, uniform_w])
+
+    def _stratified(self, drawn: torch.Tensor, held: torch.Tensor, m: int) -> torch.Tensor:
+        """``m`` columns of the drawn values (inputs, k) that no tail holds, a sample stratified
+        by value: the slots split into one block per input, block ``i`` the evenly spaced order
+        statistics of input ``i`` (each column carries every input's value at that position,
+        so W and G stay paired)."""
+        free = np.ones(drawn.shape[1], dtype=bool)
+        free[held.numpy()] = False
+        count = int(free.sum())
+        values = drawn.numpy()
+        if self.inputs == 1:  # the row needs only its values: numpy's value sort, 25x torch.sort here
+            values = np.sort(np.where(free, values[0], np.nan))  # NaN sorts last: the others' order statistics
+            return torch.from_numpy(values[((torch.arange(m) + 0.5) * count / m).long().numpy()])[None]
+        columns = []
+        for i, block in enumerate(np.array_split(np.arange(m), self.inputs)):
+            order = _value_order(values[i], free)
+            columns.append(order[((torch.arange(block.size) + 0.5) * count / block.size).long().numpy()])
+        return drawn[:, torch.from_numpy(np.concatenate(columns))]
 
     def _drawn(self, total: int) -> int:
-        """Uniform positions drawn from a layer of ``total`` values: the row's uniform slots,
-        or for an input sampled alone :data:`OVERSAMPLE` times as many, of which the row keeps
-        evenly spaced order statistics (a sample stratified by value: its estimates vary far
-        less between layers of different sizes, whose positions differ)."""
+        """Uniform positions drawn from a layer of ``total`` values: :data:`OVERSAMPLE` times
+        the slots of one input's block (at most every position), of which the row keeps evenly
+        spaced order statistics (:meth:`_stratified`: its estimates vary far less between
+        layers of different sizes, whose positions differ)."""
         m = self.budget - self.slots
-        return m if self.inputs > 1 else min(total, OVERSAMPLE * m)
+        return min(total, OVERSAMPLE * -(-m // self.inputs))
 
     def _whole(self, row: torch.Tensor) -> LayerSample:
         """Every value of a layer no larger than the budget, padded with weightless copies."""
@@ -288,6 +293,16 @@ def _pattern_of(values: torch.Tensor) -> torch.Tensor:
     for i, row in enumerate(values):
         code |= (row == 0).long() << i
     return code
+
+
+def _value_order(values: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Positions of the free float32 ``values`` in ascending order (ties: the lower
+    position), the others last. One int64 sort of (order-preserving value bits, position):
+    3x cheaper than ``argsort``, which slows on ties and NaN (a gradient's zeros)."""
+    bits = values.astype(np.float32, copy=False).view(np.int32)
+    key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).astype(np.int64)  # signed order of the floats
+    key[~free] = np.iinfo(np.int32).max
+    return (np.sort((key << 32) | np.arange(values.size, dtype=np.int64)) & 0xFFFFFFFF).astype(np.int64)
 
 
 def _first_occurrence(positions: torch.Tensor) -> torch.Tensor:
