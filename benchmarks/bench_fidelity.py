@@ -72,7 +72,7 @@ def main() -> None:
                    for symbol, chunks in stats.items()} for a, stats in exact.items()}
     ev_exact, ev_budget, ev_64 = Evaluator(), Evaluator(), Evaluator()
     # per proxy: (tau exact, tau budgeted, passes the dynamic rules on both score vectors,
-    #             the proxy, its exact scores are not constant, its exact tau is robust to rounding)
+    #             the proxy, its exact scores are not constant, they rank the archs alike in float64)
     rows, drawn = [], 0
     while min(sum(row[k] for row in rows) for k in (2, 4, 5)) < args.proxies:
         proxy = proxy_space.sample(rng)

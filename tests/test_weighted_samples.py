@@ -1,6 +1,7 @@
 """Weighted layer samples: exact tails, a value-stratified middle, and ops that honour the weights."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from lpzero_fw.ops.base import UnaryOp, Values
 from lpzero_fw.proxy.evaluate import Evaluator, evaluate
 from lpzero_fw.ops.binary import OperandMismatch
 from lpzero_fw.registry import BINARY_OPS, UNARY_OPS
-from lpzero_fw.stats.extract import _KINDS, _LayerSampler, _tail, sample_layers, sampler, tail_size
+from lpzero_fw.stats.extract import _KINDS, _LayerSampler, _tail, _value_order, sample_layers, sampler, tail_size
 
 
 def _layer(n: int, seed: int = 0) -> torch.Tensor:
@@ -213,3 +214,15 @@ def test_an_op_that_drops_the_weights_is_scored_with_them(old_style_op):
         want = evaluate(proxy, {"W": [exact], "G": [exact]})
         assert evaluate(proxy, {"W": [padded], "G": [padded]}) == pytest.approx(want, rel=1e-5)
         assert Evaluator().score(proxy, "a", {"W": [padded], "G": [padded]}) == pytest.approx(want, rel=1e-5)
+
+
+def test_the_value_order_is_a_stable_argsort_with_the_held_positions_last():
+    """The int64 sort of (value bits, position) orders negatives, ties and zeros as a
+    stable argsort does, and puts the positions a tail holds after every other."""
+    gen = torch.Generator().manual_seed(9)
+    x = (torch.randn(5_000, generator=gen) * 4).round().numpy()  # negatives, ties, many zeros
+    x[x == 0] = 0.0  # +0.0 only (the bit order puts -0.0 just below +0.0)
+    free = torch.rand(5_000, generator=gen).numpy() > 0.05
+    order = _value_order(x, free)
+    expected = np.concatenate([np.flatnonzero(free)[np.argsort(x[free], kind="stable")], np.flatnonzero(~free)])
+    assert np.array_equal(order, expected)
