@@ -189,11 +189,9 @@ class _LayerSampler:
         values = drawn.numpy()
         if self.inputs == 1:  # the row needs only its values: numpy's value sort, 25x torch.sort here
             values = np.sort(np.where(free, values[0], np.nan))  # NaN sorts last: the others' order statistics
-            return torch.from_numpy(values[((torch.arange(m) + 0.5) * count / m).long().numpy()])[None]
-        columns = []
-        for i, block in enumerate(np.array_split(np.arange(m), self.inputs)):
-            order = _value_order(values[i], free)
-            columns.append(order[((torch.arange(block.size) + 0.5) * count / block.size).long().numpy()])
+            return torch.from_numpy(values[_even_ranks(m, count)])[None]
+        blocks = np.array_split(np.arange(m), self.inputs)
+        columns = [_value_order(values[i], free)[_even_ranks(block.size, count)] for i, block in enumerate(blocks)]
         return drawn[:, torch.from_numpy(np.concatenate(columns))]
 
     def _drawn(self, total: int) -> int:
@@ -293,6 +291,11 @@ def _pattern_of(values: torch.Tensor) -> torch.Tensor:
     for i, row in enumerate(values):
         code |= (row == 0).long() << i
     return code
+
+
+def _even_ranks(size: int, count: int) -> np.ndarray:
+    """``size`` evenly spaced ranks among ``count`` ordered values (stratum midpoints)."""
+    return ((torch.arange(size) + 0.5) * count / size).long().numpy()
 
 
 def _value_order(values: np.ndarray, free: np.ndarray) -> np.ndarray:
