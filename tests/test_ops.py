@@ -126,6 +126,25 @@ def test_budget_estimators_are_close_to_the_population_on_a_large_sample():
         assert op(part).x.item() == pytest.approx(op(full).x.item(), rel=0.05), name
 
 
+def test_a_mean_cancelled_to_float32_rounding_is_zero_in_any_summation_order():
+    """The mean of a LayerNorm's Jacobian is 0 by construction; float32 leaves ~1e-9 of its
+    scale with an order-dependent sign, which invert would turn into +-1e9: it is 0, so
+    invert(mean) is +1e9 whatever the order."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 100_003, generator=gen) * 2.6e-4
+    centred = x - x.mean()  # float32: a residual of rounding size
+    orders = [centred, centred.flip(1), centred[:, torch.randperm(100_003, generator=gen)]]
+    assert any(float(c.double().mean()) != 0.0 for c in orders)
+    for c in orders:
+        v = Values(c, torch.tensor([[100_003.0]]))
+        for name in ("mean", "normalized_sum"):
+            assert UNARY_OPS.get(name)()(v).x.item() == 0.0, name
+        assert UNARY_OPS.get("invert")()(UNARY_OPS.get("mean")()(v)).x.item() == pytest.approx(1 / EPS)
+    # a small real mean is kept: 1e-5 of the mean |x|, twenty times the bar
+    shifted = Values(centred + 1e-5 * float(centred.abs().mean()), torch.tensor([[100_003.0]]))
+    assert UNARY_OPS.get("mean")()(shifted).x.item() == pytest.approx(1e-5 * float(centred.abs().mean()), rel=1e-2)
+
+
 def test_softmax_is_stable_for_large_inputs():
     v = values([[1000.0, 1000.0, -1000.0, 999.0]], 4)
     out = UNARY_OPS.get("softmax")()(v).x

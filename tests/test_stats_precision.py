@@ -113,3 +113,16 @@ def test_large_layer_samples_are_uniform():
     index = sample_indices(n, k, 3).double()
     counts = torch.histc(index, bins=8, min=0, max=n)
     assert counts.min() > k / 8 * 0.75 and counts.max() < k / 8 * 1.25
+
+
+def test_the_sample_and_the_whole_layer_agree_on_cancelled_means(space, smallest):
+    """J and G behind LayerNorms have structurally zero means: 0 in both versions (the
+    sample's mean is pinned to the layer's), so invert(mean(J)) scores alike."""
+    raw = extract_raw(space, smallest, space.make_batch())
+    exact, sampled = summarize(raw, None), summarize(raw, 64)
+    for symbol in ("J", "G"):
+        whole = torch.cat([c.row_means() for c in exact[symbol]])
+        assert torch.equal(whole, torch.zeros_like(whole)), symbol
+        assert torch.equal(sampled[symbol][0].row_means(), whole), symbol
+    a_means = torch.cat([c.row_means() for c in exact["A"]])
+    assert bool((a_means.abs() > 0).all())  # real means stay

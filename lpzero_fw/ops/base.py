@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 EPS = 1e-9  # guards divisions and logs; documented per operator
+#: a layer mean no larger than this share of the layer's mean |x| is 0 (:meth:`Values.row_means`):
+#: eight float32 unit roundoffs. The means of Jacobians and gradients behind a LayerNorm are
+#: structurally 0 and come out of float32 at 1e-12..3e-8 of their scale, with a sign that
+#: depends on the CPU and the summation order; the smallest real layer means seen are 4e-6
+CANCELLED = 8 * 2.0**-24
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,13 @@ class Values:
         return torch.linalg.vecdot(y, self.w.to(y.dtype)).unsqueeze(1)
 
     def row_means(self) -> torch.Tensor:
-        """Estimated mean of each layer's population, shape (rows,)."""
-        return self.mean_of().reshape(-1)
+        """Estimated mean of each layer's population, shape (rows,); a mean that cancels to
+        within float32 rounding (:data:`CANCELLED` of the mean |x|) is exactly 0, so that
+        ``invert(mean(J))`` is a function of the network, not of the CPU's rounding (and a
+        sample, whose mean is pinned to the layer's, agrees with the whole layer)."""
+        means = self.mean_of()
+        cancelled = means.abs() <= CANCELLED * self.mean_of(self.x.abs())
+        return means.masked_fill_(cancelled, 0.0).reshape(-1)
 
     def aligned(self, other: Values) -> bool:
         """Element-wise aligned with ``other``: same sample size, layer sizes and weights."""

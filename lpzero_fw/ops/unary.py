@@ -19,7 +19,9 @@ exact when ``k == n``):
   architecture only up to a factor ``n`` per layer, so searched formulas are not
   numerically interchangeable.
 * ``normalized_sum = mean(x)`` (the reference's ``sum / numel``), ``mean = mean(x)``:
-  the two are the same function, kept because the paper lists both.
+  the two are the same function, kept because the paper lists both. A mean within
+  float32 rounding of zero (``|mean| <= CANCELLED * mean(|x|)``, ~4.8e-7: the mean of a
+  LayerNorm's Jacobian) is exactly 0 (:meth:`~lpzero_fw.ops.base.Values.row_means`).
 * ``std``: population standard deviation estimate. With ``m2 = mean((x - mean)**2)``
   the variance estimate is ``m2 * k/(k-1) * (n-1)/n`` for a sample drawn without
   replacement (``k <= n``; exact when ``k == n``) and ``m2 * k/(k-1)`` for a sample

@@ -22,7 +22,8 @@ Semantics of ``binary(left, right)`` on one architecture:
      order, so both must have the same chunk structure.
 3. **Score.** The mean over layers of each result layer's (estimated) mean value:
    ``score = mean_l mean_i result[l, i]`` (the reference implementation's
-   ``convert_to_float``: mean of per-layer means).
+   ``convert_to_float``: mean of per-layer means). A layer mean that cancels to within
+   float32 rounding is 0 here too (:meth:`~lpzero_fw.ops.base.Values.row_means`).
 
 **Absent inputs.** A search space's taps list each input only where a layer has it
 (a FlexiBERT LT block has no attention softmax, so no S row).
@@ -236,7 +237,7 @@ def _collapse(chunks: Sequence[Values]) -> Values:
 
 
 def _means_of(chunk: Values) -> Values:
-    col = chunk.mean_of()
+    col = chunk.row_means().reshape(-1, 1)
     return Values(col, torch.ones_like(col))
 
 
