@@ -14,7 +14,8 @@ keep (static and dynamic rules, e.g. no score beyond 1e30 on either version), an
 the not-constant ones robust to rounding: their exact scores rank the architectures the same
 (Kendall tau >= 0.95) when the exact statistics are evaluated in float64 (a structurally zero
 quantity, like the mean of a LayerNorm's Jacobian, is float32 rounding, ~1e-9 of its scale:
-``invert`` of it ranks noise).
+``invert`` of it ranked noise until such cancelled means became exactly 0, ``CANCELLED`` in
+``lpzero_fw/ops/base.py``).
 """
 from __future__ import annotations
 

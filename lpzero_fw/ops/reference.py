@@ -39,7 +39,9 @@ dimension, :attr:`~lpzero_fw.ops.base.Values.lead`):
 
 The remaining unary ops (square, abs, exp, relu, sigmoid, sqrt, negate,
 frobenius_norm, normalized_sum, mean, min_max_normalize, no_op, prune) mean the same in
-both codes and are shared.
+both codes and are shared, but for one thing: a layer mean cancelled to float32 rounding is
+exactly 0 here (``ops/base.py``, ``CANCELLED``), where the reference keeps the rounding
+residual (its sign depends on the device and the summation order).
 
 Sampled statistics: the dim-0 softmax needs each column's sum. In exact mode (the
 row holds the whole layer, ``k == n``) it is computed exactly from the layer's
